@@ -1,0 +1,151 @@
+"""Block headers and blocks.
+
+Wire form (specs/encoding.md §4)::
+
+    header = [version, prev_hash, merkle_root, benefit_root, time, target, height,
+              ticket, producer_sig]
+    ticket = [worker_key: bin32, unit_counter: uint64, batch_root: bin32, certificate_hash: bin32]
+    block  = [header, [tx...]]
+
+``target`` is a 32-byte big-endian integer: no compact "bits" form, so the value the
+difficulty rule computes is the value compared, with no rounding in between.
+
+The block hash covers the whole header, signature included. The producer signs the
+header *without* the signature, prefixed by the network magic, so a header signed for one
+network is worthless on another. The ticket says which work won the block; until Proof
+of Benefit lands, a ticket is a bare lottery draw over the unit counter (see
+``validation.check_ticket``).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, NamedTuple
+
+from chain.encoding import (
+    UINT32_MAX,
+    UINT64_MAX,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    pack,
+    unpack_canonical,
+)
+from chain.hashing import TAG_BLOCK, TAG_HEADER_SIG, tagged_hash
+from chain.transaction import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, Transaction, tx_from_wire
+
+MAX_BLOCK_SIZE = 2_000_000  # bytes of one encoded block (consensus)
+MAX_BLOCK_TXS = 20_000  # decoder bound; MAX_BLOCK_SIZE is tighter in practice
+HEADER_SIZE_LIMIT = 400  # an encoded header is ~290 bytes
+BLOCK_VERSION = 1
+
+
+class Ticket(NamedTuple):
+    worker_key: bytes
+    unit_counter: int
+    batch_root: bytes
+    certificate_hash: bytes
+
+
+class BlockHeader(NamedTuple):
+    version: int
+    prev_hash: bytes
+    merkle_root: bytes
+    benefit_root: bytes
+    time: int
+    target: int
+    height: int
+    ticket: Ticket
+    producer_sig: bytes
+
+    def unsigned_wire(self) -> list[Any]:
+        return [
+            self.version,
+            self.prev_hash,
+            self.merkle_root,
+            self.benefit_root,
+            self.time,
+            self.target.to_bytes(32, "big"),
+            self.height,
+            list(self.ticket),
+        ]
+
+    def to_wire(self) -> list[Any]:
+        return [*self.unsigned_wire(), self.producer_sig]
+
+    def encode(self) -> bytes:
+        return pack(self.to_wire())
+
+    def hash(self) -> bytes:
+        return tagged_hash(TAG_BLOCK, self.encode())
+
+    def signing_message(self, magic: bytes) -> bytes:
+        """What the producer signs: the network magic and the header without its signature."""
+        return tagged_hash(TAG_HEADER_SIG, magic + pack(self.unsigned_wire()))
+
+
+def header_from_wire(value: Any) -> BlockHeader:
+    f = expect_list(value, "header", length=9)
+    t = expect_list(f[7], "header.ticket", length=4)
+    ticket = Ticket(
+        expect_bytes(t[0], "ticket.worker_key", length=PUBKEY_SIZE),
+        expect_int(t[1], "ticket.unit_counter", 0, UINT64_MAX),
+        expect_bytes(t[2], "ticket.batch_root", length=HASH_SIZE),
+        expect_bytes(t[3], "ticket.certificate_hash", length=HASH_SIZE),
+    )
+    return BlockHeader(
+        version=expect_int(f[0], "header.version", 0, UINT32_MAX),
+        prev_hash=expect_bytes(f[1], "header.prev_hash", length=HASH_SIZE),
+        merkle_root=expect_bytes(f[2], "header.merkle_root", length=HASH_SIZE),
+        benefit_root=expect_bytes(f[3], "header.benefit_root", length=HASH_SIZE),
+        time=expect_int(f[4], "header.time", 0, UINT64_MAX),
+        target=int.from_bytes(expect_bytes(f[5], "header.target", length=32), "big"),
+        height=expect_int(f[6], "header.height", 0, UINT32_MAX),
+        ticket=ticket,
+        producer_sig=expect_bytes(f[8], "header.producer_sig", length=SIGNATURE_SIZE),
+    )
+
+
+def decode_header(data: bytes) -> BlockHeader:
+    return header_from_wire(unpack_canonical(data, HEADER_SIZE_LIMIT))
+
+
+class Block:
+    """A header and its transactions, the coinbase first."""
+
+    __slots__ = ("__dict__", "header", "transactions")
+
+    def __init__(self, header: BlockHeader, transactions: tuple[Transaction, ...]) -> None:
+        self.header = header
+        self.transactions = transactions
+
+    @cached_property
+    def hash(self) -> bytes:
+        return self.header.hash()
+
+    @cached_property
+    def encoded(self) -> bytes:
+        return pack([self.header.to_wire(), [tx.to_wire() for tx in self.transactions]])
+
+    @property
+    def size(self) -> int:
+        return len(self.encoded)
+
+    def __repr__(self) -> str:
+        return f"Block(height={self.header.height}, hash={self.hash.hex()[:16]}, txs={len(self.transactions)})"
+
+
+def decode_block(data: bytes, max_size: int = MAX_BLOCK_SIZE) -> Block:
+    """Decode a block; raises ``DecodeError`` on anything but canonical, well-shaped bytes.
+
+    Each transaction keeps its own canonical bytes (re-packed from the decoded value,
+    which equals the received slice because the whole block was canonical).
+    """
+    value = unpack_canonical(data, max_size)
+    f = expect_list(value, "block", length=2)
+    header = header_from_wire(f[0])
+    raw_txs = expect_list(f[1], "block.transactions", max_len=MAX_BLOCK_TXS)
+    txs = tuple(tx_from_wire(raw) for raw in raw_txs)
+    block = Block(header, txs)
+    block.__dict__["encoded"] = bytes(data)
+    return block

@@ -1,0 +1,1 @@
+"""Foundation Coin: node (see its doc essay as it grows)."""

@@ -1,0 +1,1 @@
+"""Foundation Coin: testnet (see its doc essay as it grows)."""

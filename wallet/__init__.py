@@ -1,0 +1,1 @@
+"""Foundation Coin: wallet (see its doc essay as it grows)."""

@@ -1,0 +1,1 @@
+"""Foundation Coin: workloads (see its doc essay as it grows)."""
