@@ -8,10 +8,11 @@ fails half-way is simply dropped with its overlay: nothing to roll back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple, Protocol
 
 from chain.encoding import UINT32_MAX, expect_bytes, expect_int, expect_list, pack, unpack_canonical
+from chain.hashing import TAG_UTXO_SET, tagged_hasher
 from chain.transaction import OutPoint, Transaction, TxOut
 
 COIN_SIZE_LIMIT = 128
@@ -102,3 +103,24 @@ class MemoryCoins:
                 self.coins.pop(outpoint, None)
             else:
                 self.coins[outpoint] = coin
+
+
+def utxo_set_hash(entries: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The UTXO-set commitment over ``(outpoint key, coin encoding)`` pairs in key order.
+
+    ``H_"fc/utxo-set"(key_1 || coin_1 || key_2 || coin_2 || ...)`` with 36-byte keys
+    (txid, big-endian vout) sorted ascending. Anyone holding the coin set can recompute
+    it, whatever database they keep it in; two nodes at the same tip must agree on it.
+    """
+    h = tagged_hasher(TAG_UTXO_SET)
+    for key, value in entries:
+        h.update(key)
+        h.update(value)
+    return h.digest()  # type: ignore[no-any-return]
+
+
+def memory_utxo_hash(coins: MemoryCoins) -> bytes:
+    """The same commitment computed from an in-memory coin set (the reference)."""
+    return utxo_set_hash(
+        (op.key(), coins.coins[op].encode()) for op in sorted(coins.coins, key=OutPoint.key)
+    )

@@ -43,3 +43,8 @@ TAG_MERKLE_NODE = "fc/merkle-node"
 TAG_TICKET = "fc/ticket"
 TAG_UTXO_SET = "fc/utxo-set"
 TAG_GENESIS = "fc/genesis"
+
+
+def tagged_hasher(tag: str) -> Any:
+    """A SHA-256 object already fed the tag prefix, for hashing a long stream."""
+    return _tag_midstate(tag).copy()

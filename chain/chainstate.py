@@ -1,0 +1,418 @@
+"""The chainstate: coins, block index, blocks and undo data in one LevelDB database.
+
+Key layout (one ``plyvel.DB`` per node; prefixes keep the kinds apart)::
+
+    b"c" + txid + vout:u32be  -> coin            the UTXO set, in outpoint order
+    b"i" + block hash         -> index entry     [header, chain work, status]
+    b"b" + block hash         -> block bytes     every block we accepted, to serve and reindex
+    b"u" + block hash         -> undo record     coins the block spent (connected blocks only)
+    b"T"                      -> best block hash the tip the coin set corresponds to
+    b"N"                      -> network name    refuse to open another network's data
+
+Crash safety (specs/consensus.md §6). Every state change is *one* ``WriteBatch``
+written with ``sync=True``: storing a block with its index entry; connecting a block
+(coin changes, undo record, tip marker); disconnecting one (coin changes, undo removal,
+tip marker). LevelDB appends a batch to its log as one checksummed record and replays
+only whole records after a crash, so a kill at any instant leaves the database exactly
+before or exactly after a batch. The tip marker travels in the same batch as the coins
+it describes; it can never point at a block whose coin changes are missing. (Bitcoin
+Core needs a separate "head blocks" marker because its coin cache flushes in several
+batches; we never split a block's changes, so there is no in-between state to detect.)
+
+Best chain. Every block with data and no failed ancestor is a candidate; the tip follows
+the candidate with the most cumulative work (first seen wins ties). A reorganisation
+disconnects to the fork point and connects forward; a block that fails to connect is
+marked failed, with its descendants, and the search continues, possibly back to the
+chain we came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import IntFlag
+from typing import Any, NamedTuple
+
+import plyvel
+
+from chain.block import Block, BlockHeader, decode_block, header_from_wire
+from chain.checks import check_block
+from chain.coins import Coin, CoinsOverlay, decode_coin, utxo_set_hash
+from chain.contextual import (
+    ParentInfo,
+    Undo,
+    check_header_contextual,
+    connect_block,
+    decode_undo,
+    disconnect_block,
+    median_time_past,
+)
+from chain.difficulty import block_work
+from chain.encoding import expect_bytes, expect_int, expect_list, pack, unpack_canonical
+from chain.errors import InvalidBlock, Reject, RuleError, UnknownParent
+from chain.params import MEDIAN_TIME_SPAN, ChainParams
+from chain.transaction import OutPoint
+
+P_COIN = b"c"
+P_INDEX = b"i"
+P_BLOCK = b"b"
+P_UNDO = b"u"
+K_TIP = b"T"
+K_NETWORK = b"N"
+
+
+class BlockStatus(IntFlag):
+    HAVE_DATA = 1  # the full block is stored under b"b"
+    FAILED = 2  # the block broke a rule when connected
+    FAILED_PARENT = 4  # an ancestor failed
+
+
+@dataclass
+class IndexEntry:
+    """What we know about one block, kept in memory for every block and persisted."""
+
+    hash: bytes
+    header: BlockHeader
+    chain_work: int  # cumulative work from genesis up to and including this block
+    status: BlockStatus
+    sequence: int = field(default=0, compare=False)  # arrival order, breaks work ties
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def prev_hash(self) -> bytes:
+        return self.header.prev_hash
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.status & (BlockStatus.FAILED | BlockStatus.FAILED_PARENT))
+
+    def encode(self) -> bytes:
+        return pack([self.header.to_wire(), self.chain_work.to_bytes(40, "big"), int(self.status)])
+
+
+def decode_index_entry(block_hash: bytes, data: bytes) -> IndexEntry:
+    f = expect_list(unpack_canonical(data, 1024), "index", length=3)
+    header = header_from_wire(f[0])
+    work = int.from_bytes(expect_bytes(f[1], "index.work", length=40), "big")
+    status = BlockStatus(expect_int(f[2], "index.status", 0, 7))
+    return IndexEntry(block_hash, header, work, status)
+
+
+class ChainUpdate(NamedTuple):
+    """What one call changed on the active chain, oldest first in each list.
+    The mempool and the network learn about validation only through these."""
+
+    disconnected: list[Block]
+    connected: list[Block]
+
+
+class ChainstateError(Exception):
+    """The data directory is unusable (another network, damaged records)."""
+
+
+class Chainstate:
+    def __init__(self, path: str | os.PathLike[str], params: ChainParams) -> None:
+        self.params = params
+        self.db = plyvel.DB(os.fspath(path), create_if_missing=True)
+        self.index: dict[bytes, IndexEntry] = {}
+        self.active: list[bytes] = []  # active chain: hash by height
+        self._sequence = 0
+        self.listeners: list[Callable[[ChainUpdate], None]] = []
+        try:
+            network = self.db.get(K_NETWORK)
+            if network is None:
+                self._initialise()
+            elif network != params.name.encode():
+                raise ChainstateError(
+                    f"data directory belongs to {network.decode()!r}, not {params.name!r}"
+                )
+            self._load()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+    # -- opening ----------------------------------------------------------------
+    def _initialise(self) -> None:
+        """A fresh database: store and connect genesis in one batch."""
+        genesis = self.params.genesis
+        entry = IndexEntry(
+            genesis.hash, genesis.header, block_work(genesis.header.target), BlockStatus.HAVE_DATA
+        )
+        overlay = CoinsOverlay(self)
+        overlay.add_outputs(genesis.transactions[0], 0)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(P_BLOCK + genesis.hash, genesis.encoded)
+            batch.put(P_INDEX + genesis.hash, entry.encode())
+            self._write_coins(batch, overlay)
+            batch.put(P_UNDO + genesis.hash, Undo([]).encode())
+            batch.put(K_TIP, genesis.hash)
+            batch.put(K_NETWORK, self.params.name.encode())
+
+    def _load(self) -> None:
+        for key, value in self.db.iterator(prefix=P_INDEX):
+            block_hash = key[1:]
+            try:
+                entry = decode_index_entry(block_hash, value)
+            except RuleError as exc:
+                raise ChainstateError(
+                    f"damaged block index record {block_hash.hex()}: {exc}"
+                ) from None
+            self.index[block_hash] = entry
+        # Arrival order is not persisted; height order is a stable stand-in after restart.
+        for entry in sorted(self.index.values(), key=lambda e: (e.height, e.hash)):
+            entry.sequence = self._next_sequence()
+        tip = self.db.get(K_TIP)
+        if tip is None or tip not in self.index:
+            raise ChainstateError("tip marker missing or unknown: the database is damaged")
+        chain = []
+        cursor: bytes | None = tip
+        while cursor is not None:
+            chain.append(cursor)
+            entry = self.index[cursor]
+            cursor = entry.prev_hash if entry.height > 0 else None
+        self.active = chain[::-1]
+        if self.active[0] != self.params.genesis_hash:
+            raise ChainstateError("active chain does not start at this network's genesis")
+
+    def _next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    # -- reading -----------------------------------------------------------------
+    @property
+    def tip(self) -> IndexEntry:
+        return self.index[self.active[-1]]
+
+    @property
+    def height(self) -> int:
+        return len(self.active) - 1
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        data = self.db.get(P_COIN + outpoint.key())
+        return None if data is None else decode_coin(data)
+
+    def get_block(self, block_hash: bytes) -> Block | None:
+        data = self.db.get(P_BLOCK + block_hash)
+        return None if data is None else decode_block(data)
+
+    def get_block_bytes(self, block_hash: bytes) -> bytes | None:
+        data = self.db.get(P_BLOCK + block_hash)
+        return None if data is None else bytes(data)
+
+    def block_hash_at(self, height: int) -> bytes | None:
+        return self.active[height] if 0 <= height < len(self.active) else None
+
+    def is_active(self, block_hash: bytes) -> bool:
+        entry = self.index.get(block_hash)
+        return entry is not None and self.block_hash_at(entry.height) == block_hash
+
+    def parent_info(self, block_hash: bytes) -> ParentInfo:
+        """Height, time and median time past of a known block, as its children need them."""
+        entry = self.index[block_hash]
+        times = []
+        cursor = entry
+        for _ in range(MEDIAN_TIME_SPAN):
+            times.append(cursor.header.time)
+            if cursor.height == 0:
+                break
+            cursor = self.index[cursor.prev_hash]
+        return ParentInfo(entry.hash, entry.height, entry.header.time, median_time_past(times))
+
+    def iter_coins(self) -> Iterator[tuple[bytes, bytes]]:
+        """``(outpoint key, coin bytes)`` in key order."""
+        for key, value in self.db.iterator(prefix=P_COIN):
+            yield key[1:], value
+
+    def utxo_commitment(self) -> bytes:
+        """The UTXO-set hash (``chain.coins.utxo_set_hash``) of the coins at our tip."""
+        return utxo_set_hash(self.iter_coins())
+
+    def utxo_stats(self) -> tuple[int, int]:
+        """Number of coins and their total amount."""
+        count = total = 0
+        for _, value in self.iter_coins():
+            count += 1
+            total += decode_coin(value).amount
+        return count, total
+
+    # -- accepting blocks -------------------------------------------------------------
+    def accept_block(self, block: Block, now: int) -> ChainUpdate:
+        """Validate and store ``block``, then move the tip to the most-work chain.
+
+        Raises ``InvalidBlock`` (the block is bad), ``BlockTooNew`` (retry later) or
+        ``UnknownParent`` (fetch the parent first). A block rejected before it is stored
+        leaves the database untouched. A block that is stored but fails to connect is
+        marked failed, and the exception for it is raised after the tip has settled.
+        """
+        if block.hash in self.index:
+            return ChainUpdate([], [])
+        check_block(block, self.params)
+        parent = self.index.get(block.header.prev_hash)
+        if parent is None:
+            raise UnknownParent(
+                Reject.PREV_UNKNOWN, f"parent {block.header.prev_hash.hex()[:16]} unknown"
+            )
+        if parent.failed:
+            raise InvalidBlock(Reject.PREV_INVALID, "builds on a block that failed validation")
+        check_header_contextual(block.header, self.parent_info(parent.hash), self.params, now)
+        entry = IndexEntry(
+            block.hash,
+            block.header,
+            parent.chain_work + block_work(block.header.target),
+            BlockStatus.HAVE_DATA,
+            self._next_sequence(),
+        )
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(P_BLOCK + block.hash, block.encoded)
+            batch.put(P_INDEX + block.hash, entry.encode())
+        self.index[block.hash] = entry
+        update, failures = self._activate_best_chain()
+        self._notify(update)
+        for failed_hash, error in failures:
+            if failed_hash == block.hash:
+                raise error
+        return update
+
+    def activate_best_chain(self) -> ChainUpdate:
+        """Move the tip to the most-work valid candidate (used after restart or reindex)."""
+        update, _ = self._activate_best_chain()
+        self._notify(update)
+        return update
+
+    def _notify(self, update: ChainUpdate) -> None:
+        if update.connected or update.disconnected:
+            for listener in self.listeners:
+                listener(update)
+
+    def _best_candidate(self) -> IndexEntry:
+        best = self.tip
+        for entry in self.index.values():
+            if entry.failed or not entry.status & BlockStatus.HAVE_DATA:
+                continue
+            if (entry.chain_work, -entry.sequence) > (best.chain_work, -best.sequence):
+                best = entry
+        return best
+
+    def _fork_point(self, entry: IndexEntry) -> IndexEntry:
+        while not self.is_active(entry.hash):
+            entry = self.index[entry.prev_hash]
+        return entry
+
+    def _activate_best_chain(self) -> tuple[ChainUpdate, list[tuple[bytes, InvalidBlock]]]:
+        disconnected: list[Block] = []
+        connected: list[Block] = []
+        failures: list[tuple[bytes, InvalidBlock]] = []
+        while True:
+            best = self._best_candidate()
+            if best.hash == self.tip.hash:
+                break
+            fork = self._fork_point(best)
+            while self.tip.hash != fork.hash:
+                disconnected.append(self._disconnect_tip())
+            path = []
+            cursor = best
+            while cursor.hash != fork.hash:
+                path.append(cursor)
+                cursor = self.index[cursor.prev_hash]
+            for entry in reversed(path):
+                try:
+                    connected.append(self._connect_tip(entry))
+                except InvalidBlock as exc:
+                    self._mark_failed(entry)
+                    failures.append((entry.hash, exc))
+                    break
+        # A block disconnected and connected again in the same call did not change.
+        connected_hashes = {b.hash for b in connected}
+        disconnected_hashes = {b.hash for b in disconnected}
+        return (
+            ChainUpdate(
+                [b for b in reversed(disconnected) if b.hash not in connected_hashes],
+                [b for b in connected if b.hash not in disconnected_hashes],
+            ),
+            failures,
+        )
+
+    def _connect_tip(self, entry: IndexEntry) -> Block:
+        block = self.get_block(entry.hash)
+        if block is None:
+            raise ChainstateError(f"block {entry.hash.hex()} has no data")
+        result = connect_block(block, self, self.params)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            self._write_coins(batch, result.overlay)
+            batch.put(P_UNDO + entry.hash, result.undo.encode())
+            batch.put(K_TIP, entry.hash)
+        self.active.append(entry.hash)
+        return block
+
+    def _disconnect_tip(self) -> Block:
+        entry = self.tip
+        if entry.height == 0:
+            raise ChainstateError("cannot disconnect genesis")
+        block = self.get_block(entry.hash)
+        undo_bytes = self.db.get(P_UNDO + entry.hash)
+        if block is None or undo_bytes is None:
+            raise ChainstateError(f"block or undo data of {entry.hash.hex()} missing")
+        overlay = disconnect_block(block, decode_undo(undo_bytes), self)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            self._write_coins(batch, overlay)
+            batch.delete(P_UNDO + entry.hash)
+            batch.put(K_TIP, entry.prev_hash)
+        self.active.pop()
+        return block
+
+    def _mark_failed(self, failed: IndexEntry) -> None:
+        """Mark ``failed`` and every block descending from it, in one batch."""
+        failed.status |= BlockStatus.FAILED
+        changed = [failed]
+        for entry in sorted(self.index.values(), key=lambda e: e.height):
+            if entry.height > failed.height and not entry.failed:
+                parent = self.index.get(entry.prev_hash)
+                if parent is not None and parent.failed:
+                    entry.status |= BlockStatus.FAILED_PARENT
+                    changed.append(entry)
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for entry in changed:
+                batch.put(P_INDEX + entry.hash, entry.encode())
+
+    @staticmethod
+    def _write_coins(batch: Any, overlay: CoinsOverlay) -> None:
+        for outpoint, coin in overlay.items():
+            key = P_COIN + outpoint.key()
+            if coin is None:
+                batch.delete(key)
+            else:
+                batch.put(key, coin.encode())
+
+    # -- maintenance ---------------------------------------------------------------
+    def reindex(self) -> ChainUpdate:
+        """Rebuild the coin set from the stored blocks: wipe coins and undo data, go back
+        to genesis, clear failure marks, and connect the most-work chain again."""
+        genesis = self.params.genesis
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for prefix in (P_COIN, P_UNDO):
+                for key in self.db.iterator(prefix=prefix, include_value=False):
+                    batch.delete(key)
+            overlay = CoinsOverlay(_EmptyView())
+            overlay.add_outputs(genesis.transactions[0], 0)
+            self._write_coins(batch, overlay)
+            batch.put(P_UNDO + genesis.hash, Undo([]).encode())
+            batch.put(K_TIP, genesis.hash)
+            for entry in self.index.values():
+                if entry.failed:
+                    entry.status &= ~(BlockStatus.FAILED | BlockStatus.FAILED_PARENT)
+                    batch.put(P_INDEX + entry.hash, entry.encode())
+        self.active = [genesis.hash]
+        return self.activate_best_chain()
+
+
+class _EmptyView:
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        return None
