@@ -33,6 +33,14 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def _refuse_map(pairs: Any) -> Any:
+    raise ValueError("maps are not part of the encoding")
+
+
+def _refuse_ext(code: int, data: bytes) -> Any:
+    raise ValueError("extension types are not part of the encoding")
+
+
 def unpack_canonical(data: bytes, max_size: int) -> Any:
     """Decode ``data`` and insist that it is the canonical encoding of its value."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -41,7 +49,15 @@ def unpack_canonical(data: bytes, max_size: int) -> Any:
         raise DecodeError(Reject.DECODE_MALFORMED, f"{len(data)} bytes exceeds limit {max_size}")
     try:
         value = msgpack.unpackb(
-            data, raw=False, use_list=True, max_map_len=0, max_ext_len=0, strict_map_key=True
+            data,
+            raw=False,
+            use_list=True,
+            max_map_len=0,
+            max_ext_len=0,
+            strict_map_key=True,
+            # The length caps still admit *empty* maps and ext values; these hooks refuse them.
+            object_pairs_hook=_refuse_map,
+            ext_hook=_refuse_ext,
         )
     except Exception as exc:  # unpackb is pure: any failure means malformed input
         raise DecodeError(Reject.DECODE_MALFORMED, f"not msgpack: {type(exc).__name__}") from None

@@ -532,12 +532,6 @@ def test_maps_and_extension_types_inside_a_payload_are_refused(element: Any, nes
     [b"\x80", b"\xc7\x00\x05", b"\xc7\x00\x00"],
     ids=["empty-fixmap", "empty-ext8", "empty-ext8-type0"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="unpack_canonical bounds maps and exts by max_map_len=0/max_ext_len=0, which still "
-    "admits zero-length ones; inside a free-form payload they decode (encoding.py promises "
-    "maps and extension types are refused outright)",
-)
 def test_empty_map_or_ext_in_payload_is_refused(raw: bytes) -> None:
     canonical = Transaction(1, 7, (), (), [0]).encoded
     assert canonical.endswith(b"\x91\x00")
