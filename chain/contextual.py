@@ -65,7 +65,7 @@ def next_target(params: ChainParams, parent_time: int, parent_height: int) -> in
 def check_header_contextual(
     header: BlockHeader, parent: ParentInfo, params: ChainParams, now: int
 ) -> None:
-    """§5.1–5.5: the header fits on its parent."""
+    """§5.1–5.6: the header fits on its parent."""
     if header.prev_hash != parent.hash:
         raise InvalidBlock(Reject.PREV_UNKNOWN, "header does not build on the given parent")
     if header.height != parent.height + 1:  # §5.2
@@ -196,7 +196,7 @@ def connect_block(
         except InvalidTransaction as exc:
             raise InvalidBlock(exc.code, f"tx {tx.txid.hex()[:16]}: {exc.detail}") from None
         fees += fee
-        if fees > MAX_MONEY:
+        if fees > MAX_MONEY:  # §5.8
             raise InvalidBlock(Reject.TX_FEE_OUTOFRANGE, f"block fees {fees}")
         tx_checks = signature_checks(tx, spent, magic)
         checks.extend(tx_checks)

@@ -30,7 +30,8 @@ def asert_target(
 ) -> int:
     """The target a block on top of ``parent`` must carry."""
     time_delta = parent_time - anchor_time
-    # Python's // floors toward -inf, which is exactly the arithmetic shift the spec asks for.
+    # // floors toward -inf (consensus). aserti3-2d's C++ `/` truncates toward zero instead,
+    # so for a negative, inexact quotient this exponent is one 1/65536 step lower than BCH's.
     exponent = ((time_delta - block_time * parent_height) * RADIX) // halflife
     shifts = exponent >> RADIX_BITS
     frac = exponent & (RADIX - 1)

@@ -2,7 +2,7 @@
 
 Each transaction kind has one payload schema. ``check_payload`` is the single place that
 knows them; adding a kind (job-submit, bond, unbond, challenge arrive with Proof of
-Benefit) means adding a schema here and its contextual rules in ``validation.py``.
+Benefit) means adding a schema here and its contextual rules in ``contextual.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What an input's key signs (specs/consensus.md §3.4).
+"""What an input's key signs (specs/consensus.md §3.6).
 
     sighash = H_"fc/sighash"(magic || txid || spent || input_index:u32be)
     spent   = H_"fc/spent-outputs"(pack([[amount, pubkey] of each coin spent, in input order]))
