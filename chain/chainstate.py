@@ -251,8 +251,15 @@ class Chainstate:
         ``UnknownParent`` (fetch the parent first). A block rejected before it is stored
         leaves the database untouched. A block that is stored but fails to connect is
         marked failed, and the exception for it is raised after the tip has settled.
+        A block already known to be invalid, or one whose ancestor fails while it is
+        being connected, raises too: a caller must never take an invalid block for news.
         """
-        if block.hash in self.index:
+        known = self.index.get(block.hash)
+        if known is not None:
+            if known.status & BlockStatus.FAILED:
+                raise InvalidBlock(Reject.BLK_KNOWN_INVALID, "block was marked invalid before")
+            if known.failed:
+                raise InvalidBlock(Reject.PREV_INVALID, "builds on a block that failed validation")
             return ChainUpdate([], [])
         check_block(block, self.params)
         parent = self.index.get(block.header.prev_hash)
@@ -279,6 +286,8 @@ class Chainstate:
         for failed_hash, error in failures:
             if failed_hash == block.hash:
                 raise error
+        if entry.failed:  # an ancestor on its branch failed to connect
+            raise InvalidBlock(Reject.PREV_INVALID, "builds on a block that failed validation")
         return update
 
     def activate_best_chain(self) -> ChainUpdate:

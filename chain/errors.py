@@ -65,6 +65,7 @@ class Reject(StrEnum):
     # Block, contextual (specs/consensus.md §5)
     PREV_UNKNOWN = "prev-blk-not-found"
     PREV_INVALID = "bad-prevblk"
+    BLK_KNOWN_INVALID = "duplicate-invalid"
     HEIGHT = "bad-blk-height"
     CB_HEIGHT = "bad-cb-height"
     TIME_TOO_OLD = "time-too-old"
