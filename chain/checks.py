@@ -57,6 +57,12 @@ def check_header(header: BlockHeader, params: ChainParams) -> None:
     draw = int.from_bytes(ticket_hash(header.prev_hash, t.worker_key, t.unit_counter), "big")
     if draw > header.target:
         raise InvalidBlock(Reject.TICKET, "ticket does not meet the target")
+    if t.batch_root != EMPTY_ROOT or t.certificate_hash != EMPTY_ROOT:
+        # Until Proof of Benefit gives them meaning they must be zero, so no block can
+        # smuggle data into fields that PoB will later interpret.
+        raise InvalidBlock(
+            Reject.TICKET, "batch root and certificate hash must be empty before PoB"
+        )
     if not verify(t.worker_key, header.producer_sig, header.signing_message(params.magic)):
         raise InvalidBlock(Reject.PRODUCER_SIG, "producer signature invalid for this network")
 

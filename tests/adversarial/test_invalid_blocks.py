@@ -248,6 +248,15 @@ def test_ticket_drawn_for_another_parent(testnet: Node) -> None:
     reject(testnet, replay, InvalidBlock, Reject.TICKET)
 
 
+@pytest.mark.parametrize("field", ["batch_root", "certificate_hash"])
+def test_ticket_work_fields_must_be_empty_before_pob(node: Node, field: str) -> None:
+    # Fields that Proof of Benefit will interpret may not carry data before it is active.
+    block = node.build()
+    smuggled = with_header(block, ticket=block.header.ticket._replace(**{field: b"\x01" * 32}))
+    reject(node, smuggled, InvalidBlock, Reject.TICKET)
+    accept(node, block)
+
+
 @pytest.mark.parametrize(("byte", "bit"), [(0, 0), (63, 7)])
 def test_producer_signature_bit_flipped(node: Node, byte: int, bit: int) -> None:
     block = node.build()
