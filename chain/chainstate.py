@@ -121,6 +121,7 @@ class Chainstate:
         self.index: dict[bytes, IndexEntry] = {}
         self.active: list[bytes] = []  # active chain: hash by height
         self._sequence = 0
+        self._received: Block | None = None  # the block accept_block is activating
         self.listeners: list[Callable[[ChainUpdate], None]] = []
         try:
             network = self.db.get(K_NETWORK)
@@ -166,9 +167,6 @@ class Chainstate:
                     f"damaged block index record {block_hash.hex()}: {exc}"
                 ) from None
             self.index[block_hash] = entry
-        # Arrival order is not persisted; height order is a stable stand-in after restart.
-        for entry in sorted(self.index.values(), key=lambda e: (e.height, e.hash)):
-            entry.sequence = self._next_sequence()
         tip = self.db.get(K_TIP)
         if tip is None or tip not in self.index:
             raise ChainstateError("tip marker missing or unknown: the database is damaged")
@@ -181,6 +179,14 @@ class Chainstate:
         self.active = chain[::-1]
         if self.active[0] != self.params.genesis_hash:
             raise ChainstateError("active chain does not start at this network's genesis")
+        # Arrival order is not persisted. The active chain counts as seen first, so a
+        # restart never trades the tip for a rival of equal work; the other blocks follow
+        # in height order, a stable stand-in.
+        active = set(self.active)
+        for entry in sorted(
+            self.index.values(), key=lambda e: (e.hash not in active, e.height, e.hash)
+        ):
+            entry.sequence = self._next_sequence()
 
     def _next_sequence(self) -> int:
         self._sequence += 1
@@ -281,7 +287,11 @@ class Chainstate:
             batch.put(P_BLOCK + block.hash, block.encoded)
             batch.put(P_INDEX + block.hash, entry.encode())
         self.index[block.hash] = entry
-        update, failures = self._activate_best_chain()
+        self._received = block  # connect it from memory rather than decode it again
+        try:
+            update, failures = self._activate_best_chain()
+        finally:
+            self._received = None
         self._notify(update)
         for failed_hash, error in failures:
             if failed_hash == block.hash:
@@ -350,10 +360,12 @@ class Chainstate:
         )
 
     def _connect_tip(self, entry: IndexEntry) -> Block:
-        block = self.get_block(entry.hash)
+        block = self._received
+        if block is None or block.hash != entry.hash:
+            block = self.get_block(entry.hash)
         if block is None:
             raise ChainstateError(f"block {entry.hash.hex()} has no data")
-        result = connect_block(block, self, self.params)
+        result = connect_block(block, _ReadOnce(self), self.params)
         with self.db.write_batch(transaction=True, sync=True) as batch:
             self._write_coins(batch, result.overlay)
             batch.put(P_UNDO + entry.hash, result.undo.encode())
@@ -420,6 +432,22 @@ class Chainstate:
                     batch.put(P_INDEX + entry.hash, entry.encode())
         self.active = [genesis.hash]
         return self.activate_best_chain()
+
+
+class _ReadOnce:
+    """Remembers the coins read while one block connects: validation looks a coin up
+    and then spends it, and the second look should not cost another database read."""
+
+    def __init__(self, base: Chainstate) -> None:
+        self.base = base
+        self.seen: dict[OutPoint, Coin | None] = {}
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        try:
+            return self.seen[outpoint]
+        except KeyError:
+            coin = self.seen[outpoint] = self.base.get_coin(outpoint)
+            return coin
 
 
 class _EmptyView:
