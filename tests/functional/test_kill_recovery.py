@@ -194,6 +194,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
             last = Inspection(REGTEST.genesis_hash, 0, False)
 
     # Finish the feed without interruption: the end state is the calibration's.
+    reached = last.height
     finish(start_child(datadir, blocks_file))
     assert inspect(datadir, builder, refs) == end
 
@@ -202,6 +203,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
             f"\nkill recovery: {len(blocks)} blocks, uninterrupted feed {feed_time:.2f}s, "
             f"child start {startup:.2f}s; {kills} kills, {rounds} round(s) completed early: "
             f"tip advanced {advanced}, unchanged {kills - advanced}, "
-            f"activation unfinished at reopen {pending}, tip below the last one {went_back}"
+            f"activation unfinished at reopen {pending}, tip below the last one {went_back}; "
+            f"killed run reached height {reached} of {end.height}"
         )
     assert advanced >= KILLS // 3  # the kills were spread over the feed, not bunched up
