@@ -132,6 +132,9 @@ class Chainstate:
                     f"data directory belongs to {network.decode()!r}, not {params.name!r}"
                 )
             self._load()
+            # A kill between storing a block and connecting it (or in the middle of a
+            # reorg) leaves a better candidate unconnected: finish that work now.
+            self.activate_best_chain()
         except BaseException:
             self.db.close()
             raise
