@@ -74,6 +74,25 @@ class Reject(StrEnum):
     TARGET_WRONG = "bad-diffbits"
     CB_AMOUNT = "bad-cb-amount"
 
+    # ---- Policy (not consensus): specs/consensus.md §8.2, chain/policy.py ----------------
+    # Raised only by the mempool and relay, always as ``PolicyError``. A block is never
+    # judged by these, and a peer is never punished for a transaction that breaks them.
+    POLICY_COINBASE = "coinbase"
+    POLICY_TX_SIZE = "tx-size"
+    POLICY_DUST = "dust"
+    POLICY_ALREADY_IN_MEMPOOL = "txn-already-in-mempool"
+    POLICY_SAME_TXID_IN_MEMPOOL = "txn-same-nonwitness-data-in-mempool"
+    POLICY_ALREADY_KNOWN = "txn-already-known"
+    POLICY_MIN_RELAY_FEE = "min-relay-fee-not-met"
+    POLICY_MEMPOOL_MIN_FEE = "mempool-min-fee-not-met"
+    POLICY_MEMPOOL_FULL = "mempool-full"
+    POLICY_CHAIN_TOO_LONG = "too-long-mempool-chain"
+    POLICY_RBF_SPENDS_CONFLICT = "replacement-spends-conflicting-tx"
+    POLICY_RBF_TOO_MANY = "too-many-replacements"
+    POLICY_RBF_INSUFFICIENT_FEERATE = "insufficient-feerate"
+    POLICY_RBF_INSUFFICIENT_FEE = "insufficient-fee"
+    POLICY_ORPHAN_TOO_LARGE = "orphan-too-large"
+
 
 class RuleError(Exception):
     """A rule was broken. ``code`` is stable; ``detail`` is for humans and may change."""
