@@ -55,10 +55,8 @@ from tests.chainbuilder import (
     PRODUCER,
     BaseChain,
     Node,
-    build_base_chain,
     flip_bit,
     key,
-    open_copy,
     pay_all,
     reject,
     reject_on_connect,
@@ -68,18 +66,6 @@ from tests.chainbuilder import (
 
 BOB_KEY = key(BOB)
 TESTNET_NOW = TESTNET.genesis_time + 1_000_000
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> BaseChain:
-    return build_base_chain(tmp_path_factory.mktemp("base") / "chain")
-
-
-@pytest.fixture
-def node(base: BaseChain, tmp_path: Path) -> Iterator[Node]:
-    n = open_copy(base, tmp_path / "node")
-    yield n
-    n.close()
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ tested too, so a test cannot pass merely because the rule fires everywhere.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -56,10 +54,8 @@ from tests.chainbuilder import (
     BaseChain,
     Node,
     Spendable,
-    build_base_chain,
     flip_bit,
     key,
-    open_copy,
     outputs_of,
     pay,
     pay_all,
@@ -70,18 +66,6 @@ from tests.chainbuilder import (
 )
 
 BOB_KEY = key(BOB)
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> BaseChain:
-    return build_base_chain(tmp_path_factory.mktemp("base") / "chain")
-
-
-@pytest.fixture
-def node(base: BaseChain, tmp_path: Path) -> Iterator[Node]:
-    n = open_copy(base, tmp_path / "node")
-    yield n
-    n.close()
 
 
 def reject_tx(node: Node, tx: Transaction, code: Reject) -> None:
