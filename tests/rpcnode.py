@@ -58,15 +58,37 @@ class PeerInfo:
 
 
 @dataclass
-class PeerBook:
-    """A real (if network-less) ``PeerControl``: peers, bans that expire, message counts."""
+class PeerStats:
+    """Counters shaped like ``node.p2p.peers.P2PStats`` (what ``/metrics`` reads)."""
 
-    peer_id: str = "12D3KooWRpcNodeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    messages_in: dict[str, int] = field(default_factory=dict)
+    messages_out: dict[str, int] = field(default_factory=dict)
+    disconnects: dict[str, int] = field(default_factory=dict)
+    discouragements: int = 0
+
+
+@dataclass
+class PeerBook:
+    """A real (if network-less) ``PeerControl``: peers, bans that expire, counters, and a
+    ``connect`` that admits the dialled peer unless it is listed as unreachable."""
+
+    peer_id: str = "12D3KooWTestNodeAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
     listen_addrs: list[str] = field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/27333"])
     connected: list[PeerInfo] = field(default_factory=list)
     bans: dict[str, int] = field(default_factory=dict)
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    stats: PeerStats = field(default_factory=PeerStats)
+    unreachable: set[str] = field(default_factory=set)
     clock: Callable[[], float] = time.time
+
+    async def connect(self, addr: str) -> str:
+        peer_id = addr.rsplit("/p2p/", 1)[1]
+        if peer_id in self.unreachable:
+            raise ConnectionRefusedError(f"cannot reach {addr}")
+        if peer_id in self.banned():
+            raise PermissionError(f"peer {peer_id} is banned")
+        host = addr.rsplit("/p2p/", 1)[0]
+        self.connected.append(PeerInfo(peer_id, host, False, 0))
+        return peer_id
 
     def peers(self) -> list[Any]:
         return list(self.connected)
@@ -82,9 +104,6 @@ class PeerBook:
         now = int(self.clock())
         self.bans = {p: until for p, until in self.bans.items() if until > now}
         return dict(self.bans)
-
-    def message_counts(self) -> dict[tuple[str, str], int]:
-        return dict(self.counts)
 
 
 @dataclass

@@ -12,11 +12,10 @@
 """
 
 from node.rpc.app import create_app
-from node.rpc.context import MessageCounters, PeerControl, PeerDialer, RpcContext
+from node.rpc.context import PeerControl, PeerDialer, RpcContext
 from node.rpc.server import serve_rpc
 
 __all__ = [
-    "MessageCounters",
     "PeerControl",
     "PeerDialer",
     "RpcContext",

@@ -8,8 +8,8 @@ over a real core on a temporary data directory, with or without a network.
 The p2p side is seen only through :class:`PeerControl`, the few calls the RPC needs, so
 the app runs (and is tested) without a network: ``peers=None`` lists no peers and
 answers ``p2p-disabled`` to ban and unban. Two optional extras are used when the
-service has them: an ``async connect(addr)`` to dial a peer (:class:`PeerDialer`), and
-``message_counts()`` for the Prometheus message counters (:class:`MessageCounters`).
+service has them: an ``async connect(addr)`` to dial a peer (:class:`PeerDialer`), and a
+``stats`` dataclass of counters that ``/metrics`` exports (``node.rpc.metrics``).
 """
 
 from __future__ import annotations
@@ -48,15 +48,8 @@ class PeerControl(Protocol):
 
 @runtime_checkable
 class PeerDialer(Protocol):
-    async def connect(self, addr: str) -> None:
+    async def connect(self, addr: str) -> Any:
         """Dial ``addr`` (a multiaddr ending in /p2p/<id>); raise on failure."""
-        ...
-
-
-@runtime_checkable
-class MessageCounters(Protocol):
-    def message_counts(self) -> Mapping[tuple[str, str], int]:
-        """(direction "in"/"out", message type) -> messages so far."""
         ...
 
 

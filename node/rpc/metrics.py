@@ -1,7 +1,8 @@
 """Prometheus ``/metrics``: the node's numbers, read at scrape time.
 
 Nothing is counted twice: the core already keeps its counters (``NodeCore.stats``), the
-mempool and chainstate know their sizes, and the p2p service counts its messages. A
+mempool and chainstate know their sizes, and the p2p service counts its messages
+(``P2PService.stats``). A
 custom collector reads them when Prometheus scrapes, so there is no second bookkeeping
 to drift, and nothing runs between scrapes. Each app has its own
 ``CollectorRegistry`` (never the process-global default), so several nodes in one test
@@ -13,13 +14,15 @@ Names follow Prometheus conventions: ``fc_`` prefix, base units (seconds, bytes)
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from node.rpc.context import MessageCounters, RpcContext
+from node.rpc.context import RpcContext
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -81,17 +84,52 @@ class NodeCollector:
         if ctx.peers is not None:
             yield GaugeMetricFamily("fc_peers", "Connected peers", len(ctx.peers.peers()))
             yield GaugeMetricFamily("fc_banned_peers", "Banned peers", len(ctx.peers.banned()))
-            if isinstance(ctx.peers, MessageCounters):
-                messages = CounterMetricFamily(
-                    "fc_p2p_messages",
-                    "P2P messages by direction and type",
-                    labels=["direction", "type"],
-                )
-                for (direction, kind), count in sorted(ctx.peers.message_counts().items()):
-                    messages.add_metric([direction, kind], count)
-                yield messages
+            p2p_stats = getattr(ctx.peers, "stats", None)
+            if dataclasses.is_dataclass(p2p_stats) and not isinstance(p2p_stats, type):
+                yield from p2p_metrics(p2p_stats)
         for name, read in sorted(ctx.extra_metrics.items()):
             yield GaugeMetricFamily(f"fc_{name}", name.replace("_", " "), read())
+
+
+# P2P counters kept in pairs, exported as one family with a ``direction`` label.
+DIRECTIONAL = {"messages": "P2P messages", "bytes": "P2P message bytes"}
+
+
+def p2p_metrics(stats: Any) -> Iterator[Metric]:
+    """Counters from the p2p service's ``stats`` dataclass (``node.p2p.peers.P2PStats``).
+
+    Read field by field, so a counter the service adds shows up without a change here:
+    ``X_in``/``X_out`` dictionaries for X in :data:`DIRECTIONAL` become
+    ``fc_p2p_X_total{direction,type}``, any other dictionary ``fc_p2p_<field>_total{kind}``,
+    and an integer ``fc_p2p_<field>_total``.
+    """
+    paired = set()
+    for name, documentation in DIRECTIONAL.items():
+        incoming = getattr(stats, f"{name}_in", None)
+        outgoing = getattr(stats, f"{name}_out", None)
+        if isinstance(incoming, Mapping) and isinstance(outgoing, Mapping):
+            family = CounterMetricFamily(
+                f"fc_p2p_{name}",
+                f"{documentation} by direction and type",
+                labels=["direction", "type"],
+            )
+            for direction, counts in (("in", incoming), ("out", outgoing)):
+                for kind, count in sorted(counts.items()):
+                    family.add_metric([direction, str(kind)], count)
+            yield family
+            paired |= {f"{name}_in", f"{name}_out"}
+    for item in dataclasses.fields(stats):
+        if item.name in paired:
+            continue
+        value = getattr(stats, item.name)
+        label = item.name.replace("_", " ")
+        if isinstance(value, Mapping):
+            family = CounterMetricFamily(f"fc_p2p_{item.name}", f"P2P {label}", labels=["kind"])
+            for kind, count in sorted(value.items()):
+                family.add_metric([str(kind)], count)
+            yield family
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield CounterMetricFamily(f"fc_p2p_{item.name}", f"P2P {label}", value)
 
 
 def make_registry(ctx: RpcContext) -> CollectorRegistry:

@@ -73,6 +73,21 @@ def parse_address(ctx: RpcContext, text: str) -> bytes:
         raise ApiError(errors.BAD_ADDRESS, str(exc)) from None
 
 
+def check_peer_address(addr: str) -> None:
+    """Refuse anything but ``/ip4|ip6|dns/HOST/tcp/PORT/p2p/<peer id>`` as bad input."""
+    # Imported here: libp2p is heavy, and only a node with p2p ever dials.
+    import multiaddr  # type: ignore[import-untyped]
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    try:
+        info_from_p2p_addr(multiaddr.Multiaddr(addr))
+    except Exception as exc:  # the parsers raise several unrelated types
+        raise ApiError(
+            errors.BAD_REQUEST,
+            f"addr: {addr!r} is not a peer address like /ip4/127.0.0.1/tcp/27333/p2p/<peer id> ({exc})",
+        ) from None
+
+
 def need_p2p(ctx: RpcContext) -> PeerControl:
     if ctx.peers is None:
         raise ApiError(errors.P2P_DISABLED, "this node runs without a p2p service")
@@ -140,11 +155,10 @@ async def connect_peer(ctx: Ctx, body: schemas.ConnectRequest) -> schemas.Connec
     peers = need_p2p(ctx)
     if not isinstance(peers, PeerDialer):
         raise ApiError(errors.NOT_SUPPORTED, "this node's p2p service cannot dial on request")
+    check_peer_address(body.addr)
     try:
         with trio.fail_after(CONNECT_TIMEOUT):
             await peers.connect(body.addr)
-    except ValueError as exc:
-        raise ApiError(errors.BAD_REQUEST, f"cannot dial {body.addr}: {exc}") from None
     except trio.TooSlowError:
         raise ApiError(
             errors.CONNECT_FAILED, f"dialling {body.addr} took over {CONNECT_TIMEOUT} s"

@@ -32,10 +32,22 @@ from tests.chainbuilder import (
     key,
     pay,
 )
-from tests.rpcnode import TOKEN, PeerBook, PeerInfo, RpcNode, copy_base, mine_base, open_node
+from tests.rpcnode import (
+    TOKEN,
+    PeerBook,
+    PeerInfo,
+    PeerStats,
+    RpcNode,
+    copy_base,
+    mine_base,
+    open_node,
+)
 from wallet.address import encode_address
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Valid peer ids (base58 multihashes), to dial through the PeerBook.
+DIAL_UP = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+DIAL_DOWN = "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN"
 BOB_ADDRESS = encode_address(key(BOB), REGTEST)
 ALICE_ADDRESS = encode_address(key(ALICE), REGTEST)
 
@@ -467,7 +479,10 @@ async def test_peers_bans_and_unbans_through_a_peer_book(base: BaseChain, tmp_pa
             PeerInfo("12D3KooWPeerOne", "/ip4/127.0.0.1/tcp/4001", True, 110),
             PeerInfo("12D3KooWPeerTwo", "/ip4/127.0.0.1/tcp/4002", False, 109),
         ],
-        counts={("in", "block"): 3, ("out", "tx"): 5},
+        stats=PeerStats(
+            messages_in={"block": 3}, messages_out={"tx": 5}, disconnects={"banned": 1}
+        ),
+        unreachable={DIAL_DOWN},
     )
     with_peers = open_node(copy_base(base, tmp_path / "peers"), peers=book)
     try:
@@ -503,8 +518,21 @@ async def test_peers_bans_and_unbans_through_a_peer_book(base: BaseChain, tmp_pa
             assert (await client.get("/peers/banned")).json()["banned"] == []
             bad = await client.post("/peers/ban", json={"peer_id": "p", "seconds": 0})
             assert error_of(bad, 400)["code"] == "bad-request"
-            dial = await client.post("/peers/connect", json={"addr": "/ip4/127.0.0.1/tcp/1"})
-            assert error_of(dial, 501)["code"] == "not-supported"
+            assert metric(text, "fc_p2p_disconnects_total", '{kind="banned"}') == 1
+            assert metric(text, "fc_p2p_discouragements_total") == 0
+            up = f"/ip4/127.0.0.1/tcp/4003/p2p/{DIAL_UP}"
+            assert (await client.post("/peers/connect", json={"addr": up})).json() == {"addr": up}
+            assert DIAL_UP in {p["peer_id"] for p in (await client.get("/peers")).json()["peers"]}
+            down = f"/ip4/127.0.0.1/tcp/4004/p2p/{DIAL_DOWN}"
+            failed = error_of(await client.post("/peers/connect", json={"addr": down}), 502)
+            assert failed["code"] == "connect-failed" and "cannot reach" in failed["message"]
+            for bad in (
+                "/ip4/127.0.0.1/tcp/1",
+                "not an address",
+                f"/ip4/1.2.3/tcp/1/p2p/{DIAL_UP}",
+            ):
+                error = error_of(await client.post("/peers/connect", json={"addr": bad}), 400)
+                assert error["code"] == "bad-request" and "peer address" in error["message"]
     finally:
         with_peers.close()
 
@@ -571,3 +599,36 @@ async def test_openapi_documents_every_endpoint_and_the_bearer_scheme(node: RpcN
             assert (method, template) in documented, (method, template)
         docs = await client.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+class ListenOnly:
+    """A p2p side that lists and bans but cannot dial on request."""
+
+    def __init__(self) -> None:
+        self.peer_id = "12D3KooWListenOnly"
+        self.listen_addrs: list[str] = []
+
+    def peers(self) -> list[Any]:
+        return []
+
+    def ban(self, peer_id: str, seconds: int) -> None:
+        pass
+
+    def unban(self, peer_id: str) -> bool:
+        return False
+
+    def banned(self) -> dict[str, int]:
+        return {}
+
+
+@pytest.mark.anyio
+async def test_dialling_needs_a_service_that_can_dial(base: BaseChain, tmp_path: Path) -> None:
+    listening = open_node(copy_base(base, tmp_path / "listen"), peers=ListenOnly())
+    try:
+        async with api(listening) as client:
+            addr = f"/ip4/127.0.0.1/tcp/4003/p2p/{DIAL_UP}"
+            error = error_of(await client.post("/peers/connect", json={"addr": addr}), 501)
+            assert error["code"] == "not-supported"
+            assert "fc_p2p_" not in (await client.get("/metrics")).text  # no stats to export
+    finally:
+        listening.close()
