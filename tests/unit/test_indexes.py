@@ -270,3 +270,80 @@ def test_history_pages_cover_everything_once(node: RpcNode) -> None:
         cursor = page.cursor
     assert pages == full
     assert node.indexes.history(key(CAROL), limit=5).entries == []
+
+
+# -- kills ------------------------------------------------------------------------------------
+CHILD = """
+import sys, trio
+from pathlib import Path
+from chain.producer import assemble_block
+from tests.chainbuilder import PRODUCER, SPACING, secret_for
+from tests.rpcnode import open_node
+
+node = open_node(Path(sys.argv[1]))
+other = secret_for("carol")
+
+async def main() -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.indexes.run)
+        n = 0
+        while True:
+            n += 1
+            if n % 4 == 0:  # a two-block branch from the tip's parent: a reorg
+                chain = node.core.chainstate
+                parent = chain.parent_info(chain.active[chain.height - 1])
+                for _ in range(2):
+                    block = assemble_block(chain.params, parent, other, [], parent.time + SPACING + n)
+                    assert (await node.core.submit_block(block)).accepted
+                    parent = chain.parent_info(block.hash)
+            else:
+                await node.core.generate(1, PRODUCER)
+            await node.indexes.catch_up()
+            print(node.core.chainstate.height, flush=True)
+
+trio.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_moment_leaves_an_index_that_catches_up(node: RpcNode) -> None:
+    """SIGKILL a node that keeps producing blocks and reorgs while its index follows;
+    reopened, the index always ends exactly where the chainstate is."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    node.close()
+    rng = random.Random(7)
+    for round_ in range(4):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(node.datadir)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            wanted = 3 + round_ * 2
+            deadline = time.monotonic() + 120
+            for _ in range(wanted):  # blocks on real progress, not on a timer
+                line = child.stdout.readline()
+                assert line, f"child died: {child.stderr.read() if child.stderr else ''}"
+                assert time.monotonic() < deadline
+            time.sleep(rng.uniform(0, 0.05))  # land the kill anywhere in the next step
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait(30)
+        reopened = open_node(node.datadir)
+        try:
+            reopened.indexes.sync()
+            assert_matches_chain(reopened.indexes)
+        finally:
+            reopened.close()
+    node.core = reopened.core
