@@ -133,7 +133,9 @@ def p2p_metrics(stats: Any) -> Iterator[Metric]:
 
 
 def make_registry(ctx: RpcContext) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=True)
+    # No auto-describe: the collector is read at scrape time only, never while the app is
+    # being built (when the p2p service may not be running yet).
+    registry = CollectorRegistry()
     registry.register(NodeCollector(ctx))
     return registry
 

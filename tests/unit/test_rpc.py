@@ -632,3 +632,24 @@ async def test_dialling_needs_a_service_that_can_dial(base: BaseChain, tmp_path:
             assert "fc_p2p_" not in (await client.get("/metrics")).text  # no stats to export
     finally:
         listening.close()
+
+
+class BrokenPeers(ListenOnly):
+    def peers(self) -> list[Any]:
+        raise RuntimeError("the p2p service is in a bad way")
+
+
+@pytest.mark.anyio
+async def test_an_unexpected_failure_is_a_json_500_and_the_app_goes_on(
+    base: BaseChain, tmp_path: Path
+) -> None:
+    broken = open_node(copy_base(base, tmp_path / "broken"), peers=BrokenPeers())
+    try:
+        # Starlette re-raises after answering (for the server to log); take the answer.
+        transport = httpx.ASGITransport(app=create_app(broken.ctx), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://n", headers=AUTH) as c:
+            error = error_of(await c.get("/peers"), 500)
+            assert error == {"code": "internal-error", "message": "internal error: RuntimeError"}
+            assert (await c.get("/chain/tip")).status_code == 200
+    finally:
+        broken.close()
