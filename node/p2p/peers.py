@@ -68,6 +68,8 @@ class Peer:
         self.best_hash = best_hash
         self.best_height = best_height
         self.best_work = best_work  # claimed; lowered when the peer cannot back it up
+        # A block it announced whose parent we did not know: sync asks it for the chain.
+        self.unknown_tip: bytes | None = None
         self.connected_since = time.time()
         self.bytes_in = 0
         self.bytes_out = 0

@@ -300,11 +300,8 @@ class Relay:
                         block_hash, header.height, parent.chain_work + block_work(header.target)
                     )
                 else:
-                    # We cannot weigh it yet: claim just above our tip so sync asks this
-                    # peer for the chain between (and lowers the claim if it was empty).
-                    peer.claim(
-                        block_hash, header.height, max(peer.best_work, cs.tip.chain_work + 1)
-                    )
+                    # We cannot weigh it yet: sync will ask this peer for the chain between.
+                    peer.unknown_tip = block_hash
                     self.service.sync.wake()
                 if block_hash in self._fetching or block_hash in self._orphans:
                     continue

@@ -41,6 +41,7 @@ import multiaddr  # type: ignore[import-untyped]
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.network.config import ConnectionConfig
@@ -49,6 +50,8 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer import muxer_multistream
+from libp2p.stream_muxer.exceptions import MuxedConnUnavailable
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
@@ -68,6 +71,7 @@ log = logging.getLogger("fc.p2p")
 
 USER_AGENT = "fcd/0.1"
 HANDSHAKE_PROTOCOL = TProtocol("/fc/handshake/1")
+FRAME_WRITE_TIMEOUT = 20.0  # seconds one yamux frame may take to reach the socket
 T = TypeVar("T")
 
 
@@ -91,6 +95,66 @@ class P2PConfig:
     reconnect_min: float = 0.5  # backoff of the reconnect loop, doubling up to reconnect_max
     reconnect_max: float = 30.0
     user_agent: str = USER_AGENT
+
+
+def make_host(key_pair: KeyPair, max_peers: int) -> IHost:
+    """A py-libp2p host speaking TCP with Noise as the only security protocol and yamux
+    as the only muxer (``new_host``'s defaults would also admit plaintext and mplex)."""
+    noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
+    limit = max_peers * 2 + 16  # room for connections that have not finished the handshake
+    host = new_host(
+        key_pair=key_pair,
+        sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
+        muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): _AtomicYamux},
+        connection_config=ConnectionConfig(
+            max_connections_per_peer=1,  # also avoids a fixed 250 ms wait in connect()
+            max_connections=limit,
+            min_connections=0,
+            low_watermark=0,
+            high_watermark=limit,
+        ),
+    )
+    swarm = cast(Swarm, host.get_network())
+    swarm.auto_connector = cast(Any, _NoAutoConnect())
+    return host
+
+
+class _AtomicYamux(Yamux):
+    """yamux whose frame writes cannot be cut in half by cancellation.
+
+    py-libp2p 0.8.1 encrypts a frame with the next Noise nonce and then writes it; a task
+    cancelled in between (or half-way through ``send_all``) leaves a skipped nonce or a
+    partial frame behind, and the peer's next decryption fails ("Failed authentication
+    of message"), killing the connection and every stream on it. Reads are affected too,
+    since reading sends window updates. Any timeout or nursery cancellation around stream
+    I/O can trigger it, so every frame write is shielded and given its own deadline; a
+    write that misses the deadline may have left half a frame on the wire, so the
+    connection is closed rather than trusted again.
+
+    py-libp2p builds yamux connections with the ``Yamux`` name of
+    ``libp2p.stream_muxer.muxer_multistream`` whatever ``muxer_opt`` says, so that name is
+    pointed at this class when this module is imported (:func:`_install_atomic_yamux`).
+    """
+
+    async def _write_frame(self, data: bytes) -> None:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(FRAME_WRITE_TIMEOUT) as stuck:
+                await super()._write_frame(data)
+            if stuck.cancelled_caught:
+                with trio.move_on_after(1), contextlib.suppress(Exception):
+                    await self.secured_conn.close()
+        if stuck.cancelled_caught:
+            raise MuxedConnUnavailable(f"frame write stalled for {FRAME_WRITE_TIMEOUT:g} s")
+        await trio.lowlevel.checkpoint()  # a cancellation held off by the shield lands here
+
+
+def _install_atomic_yamux() -> None:
+    if getattr(muxer_multistream, "Yamux", None) not in (Yamux, _AtomicYamux):
+        raise ImportError("py-libp2p's muxer_multistream no longer builds Yamux; see _AtomicYamux")
+    setattr(muxer_multistream, "Yamux", _AtomicYamux)  # noqa: B010 (a module global, on purpose)
+
+
+_install_atomic_yamux()
 
 
 class _NoAutoConnect:
@@ -176,23 +240,8 @@ class P2PService:
     # -- running ---------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Start the host, listen, and serve until cancelled; then close every connection."""
-        key_pair = load_or_create_identity(self.config.key_path)
-        noise = NoiseTransport(key_pair, noise_privkey=create_x25519_key_pair().private_key)
-        host = new_host(
-            key_pair=key_pair,
-            sec_opt={TProtocol(NOISE_PROTOCOL_ID): noise},
-            muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
-            connection_config=ConnectionConfig(
-                max_connections_per_peer=1,  # also avoids a 250 ms wait in connect()
-                max_connections=self.config.max_peers * 2 + 16,
-                min_connections=0,
-                low_watermark=0,
-                high_watermark=self.config.max_peers * 2 + 16,
-            ),
-        )
-        swarm = cast(Swarm, host.get_network())
-        swarm.auto_connector = cast(Any, _NoAutoConnect())
-        swarm.register_notifee(_Notifee(self))
+        host = make_host(load_or_create_identity(self.config.key_path), self.config.max_peers)
+        host.get_network().register_notifee(_Notifee(self))
         host.set_stream_handler(HANDSHAKE_PROTOCOL, self._guard(self._serve_handshake))
         host.set_stream_handler(self._sync_protocol, self._guard(self._serve_requests))
         self._host = host
@@ -274,6 +323,13 @@ class P2PService:
         self._banned[peer_id] = time.time() + seconds
         log.warning("banned %s for %d s", peer_id, seconds)
         self._spawn(self._disconnect, peer_id, "banned")
+
+    async def disconnect(self, peer_id: str) -> bool:
+        """Close the connection to ``peer_id`` (it may reconnect); False if not connected."""
+        if peer_id not in self._peers and not self._connected(peer_id):
+            return False
+        await self._disconnect(peer_id, "requested")
+        return True
 
     def unban(self, peer_id: str) -> bool:
         return self._banned.pop(peer_id, None) is not None
@@ -410,14 +466,26 @@ class P2PService:
             user_agent=self.config.user_agent,
         )
 
-    def _check_hello(self, hello: m.Hello) -> str | None:
-        """Why we refuse a peer that sent ``hello``, or None."""
-        if hello.network != self.network:
-            return f"peer is on network {hello.network!r}, we are on {self.network!r}"
+    def _check_hello(self, hello: m.Hello) -> tuple[str, str] | None:
+        """Why we refuse a peer that sent ``hello``, or None: the reason as we log it,
+        and as we tell the peer (from our side of the connection)."""
+        ours, genesis = self.network, self.params.genesis_hash.hex()[:16]
+        if hello.network != ours:
+            return (
+                f"peer is on network {hello.network!r}, we are on {ours!r}",
+                f"this node is on network {ours!r}, not {hello.network!r}",
+            )
         if hello.genesis != self.params.genesis_hash:
-            return f"peer's genesis {hello.genesis.hex()[:16]} is not ours ({self.params.genesis_hash.hex()[:16]})"
+            theirs = hello.genesis.hex()[:16]
+            return (
+                f"peer's genesis {theirs} is not ours ({genesis})",
+                f"this node's genesis is {genesis}, not {theirs}",
+            )
         if hello.version < m.MIN_PROTOCOL_VERSION:
-            return f"peer speaks protocol version {hello.version}, we need at least {m.MIN_PROTOCOL_VERSION}"
+            return (
+                f"peer speaks protocol version {hello.version}, we need {m.MIN_PROTOCOL_VERSION}+",
+                f"this node needs protocol version {m.MIN_PROTOCOL_VERSION}+, not {hello.version}",
+            )
         return None
 
     def _admit(self, peer_id: str, hello: m.Hello, inbound: bool) -> Peer:
@@ -482,8 +550,8 @@ class P2PService:
             raise P2PError(f"handshake with {peer_id}: malformed reply ({exc})") from None
         mismatch = self._check_hello(hello)
         if mismatch is not None:
-            await self._handshake_failed(peer_id, mismatch, "mismatch")
-            raise P2PError(f"handshake with {peer_id}: {mismatch}")
+            await self._handshake_failed(peer_id, mismatch[0], "mismatch")
+            raise P2PError(f"handshake with {peer_id}: {mismatch[0]}")
         if peer_id not in self._peers:
             self._admit(peer_id, hello, inbound=False)
 
@@ -510,23 +578,18 @@ class P2PService:
         except RuleError as exc:
             self.penalize(peer_id, Penalty.MALFORMED_FRAME, f"hello: {exc}")
             return
-        reason = self._check_hello(hello)
-        if reason is None and len(self._peers) >= self.config.max_peers:
-            reason = f"too many peers ({self.config.max_peers})"
-        if reason is not None:
+        refusal, kind = self._check_hello(hello), "mismatch"
+        if refusal is None and len(self._peers) >= self.config.max_peers:
+            full = f"too many peers ({self.config.max_peers})"
+            refusal, kind = (full, full), "full"
+        if refusal is not None:
             with trio.move_on_after(2):
                 try:
-                    await writer.send(m.REJECT, m.encode_reject(reason))
+                    await writer.send(m.REJECT, m.encode_reject(refusal[1]))
                     await _close(stream)
                 except StreamClosed:
                     pass
-            await self._handshake_failed(
-                peer_id,
-                reason,
-                "mismatch"
-                if "network" in reason or "genesis" in reason or "version" in reason
-                else "full",
-            )
+            await self._handshake_failed(peer_id, refusal[0], kind)
             return
         # Admit first: once the dialler has our hello it may send requests at once.
         self._admit(peer_id, hello, inbound=True)

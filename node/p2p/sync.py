@@ -160,8 +160,11 @@ class HeaderSync:
         now = time.monotonic()
         best: Peer | None = None
         wait = float("inf")
+        index = self.service.core.chainstate.index
         for peer in self.service.connected_peers():
-            if peer.best_work <= tip_work:
+            if peer.unknown_tip is not None and peer.unknown_tip in index:
+                peer.unknown_tip = None
+            if peer.best_work <= tip_work and peer.unknown_tip is None:
                 continue
             retry = self._retry_at.get(peer.peer_id, 0.0)
             if retry > now:
@@ -181,6 +184,7 @@ class HeaderSync:
                 continue
             self._wake = trio.Event()
             current = self._round = _Round(self.service, peer)
+            announced = peer.unknown_tip
             started = time.monotonic()
             try:
                 await current.run()
@@ -199,6 +203,8 @@ class HeaderSync:
                 if peer.best_work > tip.chain_work:
                     # It ran out of headers below the work it claimed: the claim was hollow.
                     peer.best_work = tip.chain_work
+                if peer.unknown_tip == announced:
+                    peer.unknown_tip = None  # the round ended without it: a hollow announcement
             finally:
                 self._round = None
             # Forget retry marks of peers that left, so the map stays as small as our peer set.
