@@ -78,6 +78,7 @@ class Peer:
         self.ban_score = 0
         self.buckets: dict[str, TokenBucket] = {name: rate.bucket() for name, rate in RATES.items()}
         self.closed = trio.Event()
+        self.conn: object = None  # the libp2p connection it handshook on
         # Block requests to this peer run one at a time per slot; see sync.py.
         self.request_slots = trio.Semaphore(2)
 

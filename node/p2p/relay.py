@@ -305,6 +305,8 @@ class Relay:
                     self.service.sync.wake()
                 if block_hash in self._fetching or block_hash in self._orphans:
                     continue
+                if parent is None and self.service.sync.running:
+                    continue  # the running round will fetch it with its ancestors
                 self._fetching.add(block_hash)
                 await limiter.acquire_on_behalf_of(block_hash)
                 nursery.start_soon(self._fetch_announced, peer, block_hash, limiter)
@@ -323,8 +325,9 @@ class Relay:
         block = blocks[0]
         if block is None:
             return  # it announced, then lost it (a reorg); sync will sort it out
-        self.service.stats.blocks_relayed_in += 1
-        await self.submit_block(block, peer.peer_id)
+        if block_hash not in self.core.chainstate.index:  # sync may have been quicker
+            self.service.stats.blocks_relayed_in += 1
+            await self.submit_block(block, peer.peer_id)
 
     async def submit_block(self, block: Block, source: str) -> None:
         """Submit a block that ``source`` gave us; keep it as an orphan if its parent is

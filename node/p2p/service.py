@@ -397,11 +397,14 @@ class P2PService:
 
     def _on_disconnected(self, conn: INetConn) -> None:
         pid = conn.muxed_conn.peer_id
+        peer = self._peers.get(pid.to_string())
         try:
             remaining = self.host.get_network().get_connections(pid)
         except Exception:
             remaining = []
-        if not any(not c.is_closed for c in remaining if hasattr(c, "is_closed")):
+        alive = [c for c in remaining if not getattr(c, "is_closed", False)]
+        # The connection the peer handshook on closed, or nothing is left of it.
+        if (peer is not None and peer.conn is conn.muxed_conn) or not alive:
             self._forget_peer(pid.to_string())
 
     def _forget_peer(self, peer_id: str) -> None:
@@ -488,7 +491,7 @@ class P2PService:
             )
         return None
 
-    def _admit(self, peer_id: str, hello: m.Hello, inbound: bool) -> Peer:
+    def _admit(self, peer_id: str, hello: m.Hello, inbound: bool, conn: object) -> Peer:
         peer = Peer(
             peer_id,
             self._remote_addr(peer_id),
@@ -499,6 +502,7 @@ class P2PService:
             hello.tip_height,
             hello.chain_work,
         )
+        peer.conn = conn
         self._peers[peer_id] = peer
         log.info(
             "peer %s connected (%s, %s, height %d)",
@@ -553,7 +557,7 @@ class P2PService:
             await self._handshake_failed(peer_id, mismatch[0], "mismatch")
             raise P2PError(f"handshake with {peer_id}: {mismatch[0]}")
         if peer_id not in self._peers:
-            self._admit(peer_id, hello, inbound=False)
+            self._admit(peer_id, hello, inbound=False, conn=stream.muxed_conn)
 
     async def _serve_handshake(self, stream: INetStream) -> None:
         """A peer dialled us: read its hello, answer with ours or with a refusal."""
@@ -569,10 +573,15 @@ class P2PService:
             self.penalize(peer_id, _frame_penalty(exc), f"in handshake: {exc}")
             return
         self.stats.count_in("hello", len(body))
-        if peer_id in self._peers:
-            self.penalize(peer_id, Penalty.DUPLICATE_HELLO)
-            await _reset(stream)
-            return
+        known = self._peers.get(peer_id)
+        if known is not None:
+            if known.conn is stream.muxed_conn:
+                self.penalize(peer_id, Penalty.DUPLICATE_HELLO)
+                await _reset(stream)
+                return
+            # A new connection from a peer we still list: it restarted before we saw
+            # its old connection close. The new connection replaces the old one.
+            self._forget_peer(peer_id)
         try:
             hello = m.decode_hello(body)
         except RuleError as exc:
@@ -592,7 +601,7 @@ class P2PService:
             await self._handshake_failed(peer_id, refusal[0], kind)
             return
         # Admit first: once the dialler has our hello it may send requests at once.
-        self._admit(peer_id, hello, inbound=True)
+        self._admit(peer_id, hello, inbound=True, conn=stream.muxed_conn)
         hello_bytes = self.our_hello().encode()
         await writer.send(m.HELLO, hello_bytes)
         self.stats.count_out("hello", len(hello_bytes))

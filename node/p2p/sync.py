@@ -61,6 +61,7 @@ WINDOW_BYTES = 64 * 1024 * 1024  # received blocks waiting for submission, in by
 BATCH = 16  # blocks per GET_BLOCKS request
 MAX_SYNC_PEERS = 8  # peers fetching blocks in one round
 WORKERS_PER_PEER = 2  # requests in flight per peer
+RECRUIT_INTERVAL = 0.25  # how often a round looks for more peers to download from
 RETRY_AFTER = 5.0  # seconds before a peer whose round failed is chosen again
 TOO_NEW_RETRY = 60.0
 
@@ -139,6 +140,10 @@ class HeaderSync:
     def wake(self) -> None:
         """Something changed (a peer came, went or showed a better tip): look again."""
         self._wake.set()
+
+    @property
+    def running(self) -> bool:
+        return self._round is not None
 
     def state(self) -> SyncState:
         cs = self.service.core.chainstate
@@ -255,19 +260,27 @@ class _Round:
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             nursery.start_soon(self._fetch_headers)
-            helpers = [
-                p
-                for p in self.service.connected_peers()
-                if p is not self.peer and p.best_height > self.core.chainstate.height
-            ][: MAX_SYNC_PEERS - 1]
-            for peer in [self.peer, *helpers]:
-                for _ in range(WORKERS_PER_PEER):
-                    self.workers += 1
-                    nursery.start_soon(self._download, peer)
+            nursery.start_soon(self._recruit, nursery)
             await self._submit_all()
             nursery.cancel_scope.cancel()
         if self._failure is not None:
             raise self._failure
+
+    async def _recruit(self, nursery: trio.Nursery) -> None:
+        """Start block downloads from the round's peer and from every other peer that
+        claims to be ahead of us, including peers that connect while the round runs."""
+        recruited: set[str] = set()
+        while True:
+            for peer in [self.peer, *self.service.connected_peers()]:
+                if peer.peer_id in recruited or len(recruited) >= MAX_SYNC_PEERS:
+                    continue
+                if peer is not self.peer and peer.best_height <= self.core.chainstate.height:
+                    continue
+                recruited.add(peer.peer_id)
+                for _ in range(WORKERS_PER_PEER):
+                    self.workers += 1
+                    nursery.start_soon(self._download, peer)
+            await trio.sleep(RECRUIT_INTERVAL)
 
     # -- headers -------------------------------------------------------------------------
     def _locator(self) -> tuple[bytes, ...]:
@@ -432,22 +445,25 @@ class _Round:
                 await self._wait()
                 continue
             block_hash = self.hashes[self.next]
-            block = self.received.pop(block_hash, None)
+            if self._have(block_hash):  # stored already (an announcement was quicker)
+                if cs.index[block_hash].failed:
+                    self.service.penalize(
+                        self.peer.peer_id, Penalty.INVALID_BLOCK, "chain with an invalid block"
+                    )
+                    self._fail("the chain contains an invalid block")
+                    return
+                if self.received.pop(block_hash, None) is not None:
+                    self.received_bytes = sum(b.size for b in self.received.values())
+                self._advance()
+                continue
+            # Leave it in ``received`` until submitted, so no worker fetches it again.
+            block = self.received.get(block_hash)
             if block is None:
-                if self._have(block_hash):  # arrived another way (an announcement)
-                    entry = cs.index[block_hash]
-                    if entry.failed:
-                        self.service.penalize(
-                            self.peer.peer_id, Penalty.INVALID_BLOCK, "chain with an invalid block"
-                        )
-                        self._fail("the chain contains an invalid block")
-                        return
-                    self._advance()
-                    continue
                 await self._wait()
                 continue
-            self.received_bytes -= block.size
             error = (await self.core.submit_block(block)).error
+            del self.received[block_hash]
+            self.received_bytes -= block.size
             if error is not None:
                 height = block.header.height
                 if isinstance(error, BlockTooNew):
