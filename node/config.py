@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import multiaddr
+import multiaddr  # type: ignore[import-untyped]
 from libp2p.peer.peerinfo import InvalidAddrError, info_from_p2p_addr
 
 from chain.params import NETWORKS

@@ -23,6 +23,7 @@ of each test every process still running is stopped (SIGTERM, then SIGKILL).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -34,11 +35,19 @@ from typing import Any
 
 import httpx
 
+from chain.block import decode_block
+from chain.params import REGTEST
+from chain.producer import sign_transaction
+from chain.schnorr import pubkey_of
+from chain.transaction import NO_SIGNATURE, OutPoint, Transaction, TxIn, TxKind, TxOut
+from wallet.address import encode_address
+
 REPO = Path(__file__).resolve().parents[2]
 NETWORK = "regtest"
 START_TIMEOUT = 60.0  # seconds for a node to come up (opening a chainstate replays its log)
 STOP_TIMEOUT = 60.0
 SYNC_TIMEOUT = 60.0
+GENERATE_CHUNK = 1000  # the most blocks one /generate call makes
 
 
 class NodeError(AssertionError):
@@ -295,10 +304,12 @@ def tip(node: Node) -> dict[str, Any]:
 
 def generate(node: Node, count: int, pay_to: str | None = None) -> list[str]:
     """Have ``node`` produce ``count`` blocks (regtest); their hashes in order."""
-    body: dict[str, Any] = {"count": count}
-    if pay_to is not None:
-        body["pay_to"] = pay_to
-    hashes: list[str] = node.rpc.post("/generate", body)["hashes"]
+    hashes: list[str] = []
+    while len(hashes) < count:
+        body: dict[str, Any] = {"count": min(count - len(hashes), GENERATE_CHUNK)}
+        if pay_to is not None:
+            body["pay_to"] = pay_to
+        hashes += node.rpc.post("/generate", body)["hashes"]
     return hashes
 
 
@@ -344,3 +355,38 @@ def connect(a: Node, b: Node, timeout: float = SYNC_TIMEOUT) -> None:
         }
 
     wait_for(linked, timeout, f"{a} and {b} to be connected")
+
+
+# -- coins for transactions ---------------------------------------------------------
+class Wallet:
+    """A key the test holds: blocks pay their coinbases to it, and it spends them."""
+
+    def __init__(self, label: str = "wallet") -> None:
+        self.secret = hashlib.sha256(b"fc-functional/" + label.encode()).digest()
+        self.pubkey = pubkey_of(self.secret)
+        self.address = encode_address(self.pubkey, REGTEST)
+
+    def coinbase(self, node: Node, height: int) -> tuple[OutPoint, TxOut]:
+        """The coinbase output of ``node``'s block at ``height`` (it must pay us)."""
+        raw = node.rpc.get(f"/chain/block/{height}", raw="true")["hex"]
+        coinbase = decode_block(bytes.fromhex(raw)).transactions[0]
+        assert coinbase.outputs[0].pubkey == self.pubkey, f"block {height} does not pay us"
+        return OutPoint(coinbase.txid, 0), coinbase.outputs[0]
+
+    def pay_self(self, coin: tuple[OutPoint, TxOut], fee: int = 10_000) -> Transaction:
+        """A signed transaction moving ``coin`` back to us, less ``fee``."""
+        outpoint, out = coin
+        tx = Transaction(
+            1,
+            TxKind.TRANSFER,
+            (TxIn(outpoint, NO_SIGNATURE),),
+            (TxOut(out.amount - fee, self.pubkey),),
+            [],
+        )
+        return sign_transaction(tx, [self.secret], [out], REGTEST)
+
+
+def submit(node: Node, tx: Transaction) -> str:
+    """Offer ``tx`` to ``node``'s mempool; its txid."""
+    txid: str = node.rpc.post("/tx", {"hex": tx.encoded.hex()})["txid"]
+    return txid
