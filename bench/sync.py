@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -51,29 +53,67 @@ def load_source(path: Path, blocks: list[bytes]) -> None:
         core.close()
 
 
-async def measure_sync(root: Path) -> tuple[float, int, float]:
-    """Sync a fresh node from the source: seconds, height reached, and the seconds the
-    fresh node spent inside ``NodeCore.submit_block``."""
-    source_core = NodeCore(root / "source", REGTEST)
-    fresh_core = NodeCore(root / "fresh", REGTEST)
-    source = P2PService(source_core, P2PConfig(key_path=root / "source" / "p2p.key"))
-    fresh = P2PService(fresh_core, P2PConfig(key_path=root / "fresh" / "p2p.key"))
-    target = source_core.chainstate.tip.hash
+async def serve(datadir: Path) -> None:
+    """The source node (``--serve``): print its address, serve until stdin closes."""
+    core = NodeCore(datadir, REGTEST)
+    service = P2PService(core, P2PConfig(key_path=datadir / "p2p.key"))
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(source.run)
+            await nursery.start(service.run)
+            print(service.listen_addrs[0], core.chainstate.tip.hash.hex(), flush=True)
+            await trio.to_thread.run_sync(sys.stdin.read)  # returns when the parent closes it
+            nursery.cancel_scope.cancel()
+    finally:
+        core.close()
+
+
+async def measure_sync(root: Path, separate: bool) -> tuple[float, int, float]:
+    """Sync a fresh node from the source: seconds, height reached, and the seconds the
+    fresh node spent inside ``NodeCore.submit_block``."""
+    fresh_core = NodeCore(root / "fresh", REGTEST)
+    fresh = P2PService(fresh_core, P2PConfig(key_path=root / "fresh" / "p2p.key"))
+    source_process = None
+    try:
+        async with trio.open_nursery() as nursery:
+            if separate:
+                source_process = subprocess.Popen(
+                    [sys.executable, __file__, "--serve", str(root / "source")],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert source_process.stdout is not None
+                line = await trio.to_thread.run_sync(source_process.stdout.readline)
+                addr, target_hex = line.split()
+                target = bytes.fromhex(target_hex)
+            else:
+                source_core = NodeCore(root / "source", REGTEST)
+                source = P2PService(source_core, P2PConfig(key_path=root / "source" / "p2p.key"))
+                nursery.start_soon(_close_on_exit, source_core)
+                await nursery.start(source.run)
+                addr, target = source.listen_addrs[0], source_core.chainstate.tip.hash
             await nursery.start(fresh.run)
             started = time.perf_counter()
-            await fresh.connect(source.listen_addrs[0])
+            await fresh.connect(addr)
             while fresh_core.chainstate.tip.hash != target:
                 await trio.sleep(0.005)
             elapsed = time.perf_counter() - started
             nursery.cancel_scope.cancel()
     finally:
-        source_core.close()
+        if source_process is not None:
+            assert source_process.stdin is not None
+            source_process.stdin.close()
+            source_process.wait(60)
     height = fresh_core.chainstate.height
     fresh_core.close()
     return elapsed, height, fresh_core.stats.validation_seconds
+
+
+async def _close_on_exit(core: NodeCore) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        core.close()
 
 
 def measure_reindex(path: Path) -> tuple[float, int]:
@@ -90,8 +130,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=2000, help="blocks with transactions")
     parser.add_argument("--txs", type=int, default=20, help="transactions per block")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the source node in this process too (default: its own process)",
+    )
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the source process
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.serve:
+        trio.run(serve, args.serve)
+        return
 
     print(f"building {args.blocks} blocks of {args.txs} transactions (+104 setup blocks)...")
     prefix, blocks = build(args.blocks, args.txs)
@@ -103,7 +152,7 @@ def main() -> None:
         (root / "fresh").mkdir()
         load_source(root / "source", chain)
 
-        sync_seconds, height, validation = trio.run(measure_sync, root)
+        sync_seconds, height, validation = trio.run(measure_sync, root, not args.in_process)
         assert height == len(chain), f"synced to {height}, expected {len(chain)}"
         reindex_seconds, reindexed = measure_reindex(root / "source")
         assert reindexed == len(chain)

@@ -190,23 +190,3 @@ def decode_tx_batch(data: bytes) -> list[Transaction]:
     raw = expect_list(f[0], "txbatch.list", max_len=MAX_TX_BATCH_COUNT)
     # Oversized transactions decode here and are refused by consensus (bad-txns-oversize).
     return [tx_from_wire(item) for item in raw]
-
-
-def tx_batches(
-    txs: list[Transaction], max_bytes: int = MAX_TX_BATCH_BYTES
-) -> list[list[Transaction]]:
-    """Split ``txs`` into batches whose encoding stays under ``max_bytes``."""
-    batches: list[list[Transaction]] = []
-    current: list[Transaction] = []
-    size = 16  # array headers
-    for tx in txs:
-        if tx.size + 16 > max_bytes:
-            continue  # cannot travel by gossip at all; never happens below MAX_TX_SIZE
-        if current and (size + tx.size > max_bytes or len(current) >= MAX_TX_BATCH_COUNT):
-            batches.append(current)
-            current, size = [], 16
-        current.append(tx)
-        size += tx.size
-    if current:
-        batches.append(current)
-    return batches

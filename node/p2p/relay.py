@@ -176,9 +176,6 @@ class Relay:
             finally:
                 self.pubsub = None
 
-    def peer_added(self, peer: Peer) -> None:
-        """A new peer: nothing to push (its hello told sync our tips differ, if they do)."""
-
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._consume_events)

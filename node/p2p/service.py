@@ -512,7 +512,6 @@ class P2PService:
             hello.tip_height,
         )
         self.sync.wake()
-        self.relay.peer_added(peer)
         return peer
 
     async def _handshake_failed(self, peer_id: str, reason: str, kind: str) -> None:
@@ -730,7 +729,9 @@ class P2PService:
         Raises :class:`PeerUnavailable` if the peer is gone, stalls past
         ``request_timeout`` or breaks the protocol (after penalising it)."""
         async with peer.request_slots:
-            if peer.closed.is_set():
+            # py-libp2p's new_stream dials a peer it has no connection to; never let a
+            # request open a connection that skips the handshake.
+            if peer.closed.is_set() or not self._connected(peer.peer_id):
                 raise PeerUnavailable(f"{peer.peer_id} disconnected")
             pool = self._idle.setdefault(peer.peer_id, [])
             channel = pool.pop() if pool else None

@@ -18,6 +18,9 @@ from libp2p.abc import IHost, INetStream
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
 from p2pnodes import Node, Nodes, wait_for
 
 from chain.block import Block
@@ -26,6 +29,7 @@ from chain.params import REGTEST
 from chain.producer import assemble_block
 from node.p2p import messages as m
 from node.p2p.framing import FrameReader, StreamClosed, encode_frame
+from node.p2p.relay import blocks_topic
 from node.p2p.service import HANDSHAKE_PROTOCOL, make_host, sync_protocol
 from tests.chainbuilder import PRODUCER
 
@@ -141,10 +145,11 @@ async def test_a_request_flood_gets_the_peer_discouraged(tmp_path: Path) -> None
         assert victim.s.stats.invalid_messages["rate-exceeded"] >= 10
 
 
-def _block_on_genesis(**change: int) -> Block:
+def _block_on_genesis(fees: int = 0, time: int | None = None) -> Block:
     genesis = REGTEST.genesis
     parent = ParentInfo(genesis.hash, 0, genesis.header.time, genesis.header.time)
-    return assemble_block(REGTEST, parent, PRODUCER, [], genesis.header.time + 1, **change)
+    when = genesis.header.time + 1 if time is None else time
+    return assemble_block(REGTEST, parent, PRODUCER, [], when, fees=fees)
 
 
 async def serve_chain(attacker: Attacker, headers: list[Block], body: Block) -> None:
@@ -195,3 +200,38 @@ async def test_headers_are_checked_before_any_body_is_fetched(tmp_path: Path) ->
         await assert_discouraged(victim, good, attacker, "invalid-header")
         assert attacker.blocks_asked == 0
         assert forged.hash not in victim.c.chainstate.index
+
+
+async def test_a_gossip_flood_gets_the_peer_discouraged(tmp_path: Path) -> None:
+    async with scene(tmp_path) as (victim, good, attacker):
+        # The attacker runs gossipsub itself, with its own send limit lifted.
+        router = GossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_interval=1,
+            max_messages_per_topic_per_second=10_000.0,
+        )
+        pubsub = Pubsub(attacker.host, router)
+        async with background_trio_service(pubsub), background_trio_service(router):
+            topic = blocks_topic("regtest")
+            await pubsub.subscribe(topic)
+            await attacker.join(victim)
+            victim_id = ID.from_base58(victim.s.peer_id)
+            await wait_for(
+                lambda: victim_id in router.mesh.get(topic, set()),
+                "the victim to join the attacker's mesh",
+            )
+            # Valid, distinct headers (a block on genesis at successive times): harmless
+            # each, too many together.
+            announcements = [
+                m.encode_announcement(_block_on_genesis(time=REGTEST.genesis.header.time + n))
+                for n in range(1, 201)
+            ]
+            for announcement in announcements:  # far over 10 a second with a burst of 30
+                if not attacker.connected_to(victim):
+                    break
+                await pubsub.publish(topic, announcement)
+                await trio.sleep(0.002)
+            await assert_discouraged(victim, good, attacker, "rate-exceeded")
