@@ -71,6 +71,7 @@ log = logging.getLogger("fc.p2p")
 
 USER_AGENT = "fcd/0.1"
 HANDSHAKE_PROTOCOL = TProtocol("/fc/handshake/1")
+MAX_BANNED = 10_000  # peers on the refusal list at most
 FRAME_WRITE_TIMEOUT = 20.0  # seconds one yamux frame may take to reach the socket
 T = TypeVar("T")
 
@@ -228,8 +229,6 @@ class P2PService:
         self.peer_id = ""
         self.listen_addrs: list[str] = []
         self._banned: dict[str, float] = {}  # peer id -> unix time the refusal ends
-        self._handshake_done: dict[str, trio.Event] = {}
-        self._handshake_error: dict[str, str] = {}
         self._idle: dict[str, list[_Channel]] = {}
         self._host: IHost | None = None
         self._nursery: trio.Nursery | None = None
@@ -320,7 +319,7 @@ class P2PService:
 
     def ban(self, peer_id: str, seconds: int) -> None:
         """Disconnect ``peer_id`` and refuse it for ``seconds``."""
-        self._banned[peer_id] = time.time() + seconds
+        self._refuse(peer_id, seconds)
         log.warning("banned %s for %d s", peer_id, seconds)
         self._spawn(self._disconnect, peer_id, "banned")
 
@@ -357,7 +356,7 @@ class P2PService:
             "peer %s: %s (+%d, score %d) %s", peer_id, penalty.label, penalty.score, score, detail
         )
         if score >= BAN_THRESHOLD and self._ban_until(peer_id) is None:
-            self._banned[peer_id] = time.time() + self.config.discourage_seconds
+            self._refuse(peer_id, self.config.discourage_seconds)
             self.stats.discouragements += 1
             log.warning(
                 "peer %s discouraged for %d s: %s",
@@ -366,6 +365,16 @@ class P2PService:
                 penalty.label,
             )
             self._spawn(self._disconnect, peer_id, f"discouraged: {penalty.label}")
+
+    def _refuse(self, peer_id: str, seconds: float) -> None:
+        """Put ``peer_id`` on the refusal list. The list is bounded: past MAX_BANNED
+        entries, expired ones go, then those that end soonest (a flood of throwaway
+        identities must not grow our memory)."""
+        self._banned[peer_id] = time.time() + seconds
+        if len(self._banned) > MAX_BANNED:
+            self.banned()  # drops the expired
+            while len(self._banned) > MAX_BANNED:
+                del self._banned[min(self._banned, key=self._banned.__getitem__)]
 
     def _ban_until(self, peer_id: str) -> float | None:
         until = self._banned.get(peer_id)
@@ -517,7 +526,6 @@ class P2PService:
     async def _handshake_failed(self, peer_id: str, reason: str, kind: str) -> None:
         self.stats.handshake_failures[kind] += 1
         log.warning("handshake with %s failed: %s", peer_id, reason)
-        self._handshake_error[peer_id] = reason
         await self._disconnect(peer_id, f"handshake: {kind}")
 
     async def _handshake_outbound(self, peer_id: str) -> None:

@@ -3,14 +3,19 @@ sync."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from chain.block import Block
 from chain.contextual import ParentInfo
 from chain.params import REGTEST
 from chain.producer import assemble_block
+from node.core import NodeCore
 from node.p2p import messages as m
 from node.p2p.limits import BAN_THRESHOLD, Penalty, SeenCache, TokenBucket
+from node.p2p.service import MAX_BANNED, P2PConfig, P2PService
 from node.p2p.sync import BadHeaders, check_headers, locator_heights
 from tests.chainbuilder import PRODUCER
 
@@ -100,3 +105,19 @@ def test_headers_that_do_not_link_or_skip_heights_or_are_forged_fail() -> None:
         check_headers([a], REGTEST.genesis_hash, 1, REGTEST)
     with pytest.raises(BadHeaders, match="header 1: bad-producer-sig"):
         check_headers([a, b._replace(producer_sig=bytes(64))], REGTEST.genesis_hash, 0, REGTEST)
+
+
+def test_the_refusal_list_is_bounded(tmp_path: Path) -> None:
+    core = NodeCore(tmp_path, REGTEST)
+    try:
+        service = P2PService(core, P2PConfig(key_path=tmp_path / "p2p.key"))
+        service.ban("first-to-end", 10)
+        for n in range(MAX_BANNED):
+            service.ban(f"peer-{n}", 3600)  # not running: nothing to disconnect
+        banned = service.banned()
+        assert len(banned) == MAX_BANNED
+        assert "first-to-end" not in banned and "peer-0" in banned
+        assert banned["peer-0"] > time.time() + 3500
+        assert service.unban("peer-0") and not service.unban("peer-0")
+    finally:
+        core.close()
