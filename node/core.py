@@ -139,18 +139,36 @@ class NodeCore:
     # -- changing the ledger ---------------------------------------------------------
     async def submit_block(self, block: Block) -> BlockOutcome:
         """Validate ``block`` and move the tip; errors are returned, not raised."""
+        (outcome,) = await self.submit_blocks([block])
+        return outcome
+
+    async def submit_blocks(self, blocks: list[Block]) -> list[BlockOutcome]:
+        """Submit consecutive blocks in one trip to the worker thread (sync hands over
+        runs of downloaded blocks: one thread hop and lock per block cost as much as a
+        fifth of validating it). Stops after the first block with an error; the outcomes
+        returned are those of the blocks tried, in order."""
         async with self._lock:
             started = time.perf_counter()
-            outcome = await trio.to_thread.run_sync(self._accept_block_locked, block)
+            outcomes = await trio.to_thread.run_sync(self._accept_blocks_locked, blocks)
             self.stats.validation_seconds += time.perf_counter() - started
             events, self._pending = self._pending, []
-        if outcome.error is None:
-            self.stats.blocks_accepted += 1
-        else:
-            self.stats.blocks_rejected += 1
-            self.stats.count_reject(outcome.error.code.value)
+        for outcome in outcomes:
+            if outcome.error is None:
+                self.stats.blocks_accepted += 1
+            else:
+                self.stats.blocks_rejected += 1
+                self.stats.count_reject(outcome.error.code.value)
         self._publish(events)
-        return outcome
+        return outcomes
+
+    def _accept_blocks_locked(self, blocks: list[Block]) -> list[BlockOutcome]:
+        outcomes = []
+        for block in blocks:
+            outcome = self._accept_block_locked(block)
+            outcomes.append(outcome)
+            if outcome.error is not None:
+                break
+        return outcomes
 
     def _accept_block_locked(self, block: Block) -> BlockOutcome:
         try:

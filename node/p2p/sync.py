@@ -17,7 +17,8 @@ an announcement), :class:`HeaderSync` runs a *round* against that peer (specs/p2
    peer in flight, never more than :data:`WINDOW` blocks (or :data:`WINDOW_BYTES` bytes)
    ahead of the next block to submit. A peer that does not have a block drops out of the
    round; the others take over its share.
-3. **Submit.** Blocks go to ``NodeCore.submit_block`` strictly in chain order, so each
+3. **Submit.** Blocks go to ``NodeCore.submit_blocks`` strictly in chain order, in runs
+   of up to :data:`SUBMIT_RUN` downloaded blocks per trip to the worker thread, so each
    one's parent is known when it arrives. An invalid block ends the round and costs the
    peer that gave us its header chain its connection (honest nodes serve headers only of
    their active chain, which is valid); a block "too new" for our clock ends the round
@@ -59,6 +60,7 @@ LOOKAHEAD = 4000  # validated headers waiting for their blocks, at most
 WINDOW = 512  # blocks requested or received ahead of the next one to submit
 WINDOW_BYTES = 64 * 1024 * 1024  # received blocks waiting for submission, in bytes
 BATCH = 16  # blocks per GET_BLOCKS request
+SUBMIT_RUN = 16  # downloaded blocks handed to NodeCore in one trip (holds its lock ~50 ms)
 MAX_SYNC_PEERS = 8  # peers fetching blocks in one round
 WORKERS_PER_PEER = 2  # requests in flight per peer
 RECRUIT_INTERVAL = 0.25  # how often a round looks for more peers to download from
@@ -456,15 +458,22 @@ class _Round:
                     self.received_bytes = sum(b.size for b in self.received.values())
                 self._advance()
                 continue
-            # Leave it in ``received`` until submitted, so no worker fetches it again.
-            block = self.received.get(block_hash)
-            if block is None:
+            # Leave them in ``received`` until submitted, so no worker fetches them again.
+            run = self._ready_run()
+            if not run:
                 await self._wait()
                 continue
-            error = (await self.core.submit_block(block)).error
-            del self.received[block_hash]
-            self.received_bytes -= block.size
+            outcomes = await self.core.submit_blocks(run)
+            for block, outcome in zip(run, outcomes, strict=False):
+                del self.received[block.hash]
+                self.received_bytes -= block.size
+                if outcome.error is None:
+                    self.submitted += 1
+                    self.service.stats.blocks_synced += 1
+                    self._advance()
+            error = outcomes[-1].error
             if error is not None:
+                block = run[len(outcomes) - 1]
                 height = block.header.height
                 if isinstance(error, BlockTooNew):
                     self._fail(f"block {height} is too new for our clock", TOO_NEW_RETRY)
@@ -476,9 +485,17 @@ class _Round:
                     )
                     self._fail(f"invalid block at height {height}: {error}")
                 return
-            self.submitted += 1
-            self.service.stats.blocks_synced += 1
-            self._advance()
+
+    def _ready_run(self) -> list[Block]:
+        """The downloaded blocks from the next one to submit on, up to the first gap or
+        one already stored, at most ``SUBMIT_RUN``."""
+        run = []
+        for block_hash in self.hashes[self.next : self.next + SUBMIT_RUN]:
+            block = self.received.get(block_hash)
+            if block is None or (run and self._have(block_hash)):
+                break
+            run.append(block)
+        return run
 
     def _advance(self) -> None:
         self.next += 1
