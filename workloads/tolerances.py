@@ -1,0 +1,41 @@
+"""The tolerance profile ``default`` for each kind (specs/tolerances.md).
+
+Chosen from ``bench/calibrate.py``'s measurements: each threshold sits far above the
+largest honest noise measured (threads, batch composition, re-runs; CUDA against CPU when
+a GPU was lent) and far below the smallest tamper. ``specs/tolerances.md`` holds the
+measurements and the separation; change a value here only together with that table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EmbedTolerance:
+    relative: float  # ||claimed - recomputed|| / ||recomputed|| per item
+
+
+EMBED = EmbedTolerance(relative=1e-4)
+
+
+@dataclass(frozen=True)
+class GenerateTolerance:
+    margin: float  # a token may differ from the model's choice only within this top-2 margin
+    logprob: float  # |claimed - recomputed| log-probability of each generated token
+
+
+@dataclass(frozen=True)
+class TrainTolerance:
+    replay: float  # ||replayed - claimed|| / ||claimed - start|| over a replayed segment
+    metric: float  # |claimed - recomputed| final metrics
+
+
+GENERATE = GenerateTolerance(margin=1e-3, logprob=1e-3)
+TRAIN = TrainTolerance(replay=1e-3, metric=1e-4)
+
+PROFILES: dict[str, dict[str, object]] = {
+    "embed": {"default": EMBED},
+    "generate": {"default": GENERATE},
+    "train": {"default": TRAIN},
+}
