@@ -16,7 +16,7 @@ class EmbedTolerance:
     relative: float  # ||claimed - recomputed|| / ||recomputed|| per item
 
 
-EMBED = EmbedTolerance(relative=1e-4)
+EMBED = EmbedTolerance(relative=3e-5)
 
 
 @dataclass(frozen=True)
