@@ -28,11 +28,11 @@ class GenerateTolerance:
 @dataclass(frozen=True)
 class TrainTolerance:
     replay: float  # ||replayed - claimed|| / ||claimed - start|| over a replayed segment
-    metric: float  # |claimed - recomputed| final metrics
+    metric: float  # |claimed - recomputed| / max(1, |recomputed|) of each final metric
 
 
 GENERATE = GenerateTolerance(margin=1e-3, logprob=1e-3)
-TRAIN = TrainTolerance(replay=1e-3, metric=1e-4)
+TRAIN = TrainTolerance(replay=1e-3, metric=1e-5)
 
 PROFILES: dict[str, dict[str, object]] = {
     "embed": {"default": EMBED},
