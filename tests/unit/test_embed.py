@@ -19,6 +19,7 @@ from workloads import embed
 from workloads.job import audit_job, prepare_job, run_job
 from workloads.models import Embedder
 from workloads.store import BlobStore
+from workloads.tampering import tampered_copy
 from workloads.tolerances import EMBED
 
 TEXTS = [
@@ -75,15 +76,7 @@ def test_honest_variations_are_never_flagged(job, variation: str) -> None:  # ty
 
 
 def _tampered_model(runtime: Embedder, how: str) -> Embedder:
-    model = copy.deepcopy(runtime.model)
-    if how == "another-model":  # a cheaper model: the first five of six layers
-        model.encoder.layer = model.encoder.layer[:5]
-    elif how == "layer-x1.001":
-        with torch.no_grad():
-            for p in model.encoder.layer[3].parameters():
-                p.mul_(1.001)
-    elif how == "bf16":
-        model = model.to(torch.bfloat16)
+    model = tampered_copy(runtime.model, how, lambda m: m.encoder.layer)
     return Embedder(model, runtime.tokenizer, runtime.device)
 
 
