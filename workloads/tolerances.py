@@ -21,7 +21,9 @@ EMBED = EmbedTolerance(relative=3e-5)
 
 @dataclass(frozen=True)
 class GenerateTolerance:
-    margin: float  # a token may differ from the model's choice only within this top-2 margin
+    # Top-2 gap, in logit units (divided by T for sampled jobs, whose scores are
+    # logits / T + noise), within which either of the two tokens is accepted.
+    margin: float
     logprob: float  # |claimed - recomputed| log-probability of each generated token
 
 
@@ -31,7 +33,7 @@ class TrainTolerance:
     metric: float  # |claimed - recomputed| / max(1, |recomputed|) of each final metric
 
 
-GENERATE = GenerateTolerance(margin=1e-3, logprob=1e-3)
+GENERATE = GenerateTolerance(margin=1e-3, logprob=5e-4)
 TRAIN = TrainTolerance(replay=1e-3, metric=1e-5)
 
 PROFILES: dict[str, dict[str, object]] = {
