@@ -87,6 +87,9 @@ def measure(device: str = "cpu") -> dict[str, Any]:
         one_by_one = vectors(runtime, items, 1)
         audit = (time.perf_counter() - started) / len(items)
         honest["auditor one by one"] = float(relative(one_by_one, ref).max())
+        if device != "cpu":  # the worker on this GPU, the auditor on a CPU
+            on_cpu = embed.load_runtime(store, spec, "cpu")
+            honest[f"{device} vs cpu"] = float(relative(vectors(on_cpu, items, 32), ref).max())
         tampers: dict[str, float] = {}
         for how in MODEL_TAMPERS:
             model = tampered_copy(runtime.model, how, lambda m: m.encoder.layer)

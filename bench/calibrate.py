@@ -138,32 +138,35 @@ def generate_families(data: dict[str, Any]) -> list[Family]:
     token_tampers = [t for t in tampers if _num(t[1]) == 0]
     notes = [
         "Tampers that run the genuine model but cheat on the tokens (invented text with a "
-        "genuine prefill, truncation, a wrong sampling seed, a prompt prefix) leave the "
+        "genuine prefill, truncation, a wrong sampling seed) leave the "
         "logits of the committed tokens genuine; they are caught exactly, by the token rule "
         "(each token must be the model's choice unless the top-2 margin is within ε) or the "
         "length rule: " + ", ".join(f"{t[0]} (flagged: {t[2]})" for t in token_tampers) + ".",
         f"Audit distances of honest runs: {data.get('honest_audit_distance')}.",
     ]
+    honest_logits = max(_num(h[2]) for h in honest)
+    mildest = min(model_tampers, key=lambda t: t[1])
+    notes.append(
+        "The logits of a teacher-forced pass over the committed tokens tell the same story "
+        f"(max|a − b| / max|b|): honest at most {honest_logits:.1e}, the mildest model tamper "
+        f"({mildest[0]}) {mildest[1]:.1e}, a separation of {mildest[1] / honest_logits:.0f}×."
+    )
+    for t in tampers:
+        if "x1.0001" in t[0]:
+            notes.append(
+                f"{t[0]} (ten times milder than the issue's ×1.001) reaches an audit distance of "
+                f"{_num(t[3]):.1e}; every item flagged: {t[2]}. Listed for the record, not "
+                "counted as a tamper."
+            )
     return [
-        Family(
-            "generate",
-            "logits of a teacher-forced pass: max|a − b| / max|b| over generated positions",
-            "(model identity; ε and logprob below)",
-            math.sqrt(
-                max(_num(h[2]) for h in honest) * min(d for _, d in model_tampers)
-            ),  # not a threshold of the audit: the geometric middle, for the table
-            [(h[0], _num(h[2])) for h in honest],
-            model_tampers,
-            notes,
-        ),
         Family(
             "generate",
             "log-probability of each generated token: |claimed − recomputed|",
             "logprob",
             tolerances.GENERATE.logprob,
             [(h[0], _num(h[1])) for h in honest],
-            [(t[0], _num(t[3])) for t in tampers if t[2] and _num(t[1]) > 0],
-            [],
+            [(t[0], _num(t[3])) for t in tampers if _num(t[1]) > 0 and "x1.0001" not in t[0]],
+            notes,
         ),
     ]
 
@@ -193,7 +196,7 @@ def render(families: list[Family], device: str, raw: dict[str, dict[str, Any]]) 
     ]
     for f in families:
         lines.append(
-            f"| {f.kind} | {f.distance} | {fmt(f.honest_max)} | {fmt(f.tamper_min)} |"
+            f"| {f.kind} | {f.distance.replace('|', chr(92) + '|')} | {fmt(f.honest_max)} | {fmt(f.tamper_min)} |"
             f" {fmt(f.separation) if not math.isinf(f.separation) else '∞'}× |"
             f" {f.tolerance_name} = {fmt(f.tolerance)} |"
         )
@@ -232,9 +235,10 @@ def render(families: list[Family], device: str, raw: dict[str, dict[str, Any]]) 
         "",
         "## CPU against GPU",
         "",
-        "Not measured yet: no GPU was lent while this table was written. Run",
-        "`bench/calibrate.py --device cuda` on a machine with one; the honest rows then include",
-        "CUDA fp32 against CPU fp32, and the tolerances must stay between the columns.",
+        "Not measured yet: no GPU was lent while this table was written. On a machine with one,",
+        "`bench/calibrate.py --device cuda` measures the embed rows on CUDA and adds CUDA fp32",
+        "against CPU fp32 (the generate and train measurements still run on the CPU); that row",
+        "must stay below the tolerance, or the tolerance must move.",
         "",
     ]
     return "\n".join(lines)

@@ -30,7 +30,29 @@ from workloads.job import audit_job, prepare_job, run_job
 from workloads.runtime import deterministic
 from workloads.store import BlobStore
 
-WORDS = ["tumour", "receptor", "biopsy", "screening", "mutation", "therapy", "recurrence", "staging", "marker", "survival", "lymph", "node", "dose", "trial", "cohort", "imaging", "risk", "ductal", "lobular", "invasive", "hormone"]
+WORDS = [
+    "tumour",
+    "receptor",
+    "biopsy",
+    "screening",
+    "mutation",
+    "therapy",
+    "recurrence",
+    "staging",
+    "marker",
+    "survival",
+    "lymph",
+    "node",
+    "dose",
+    "trial",
+    "cohort",
+    "imaging",
+    "risk",
+    "ductal",
+    "lobular",
+    "invasive",
+    "hormone",
+]
 
 
 def texts(n: int) -> list[str]:
