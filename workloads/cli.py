@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
 
 
 def _store(ctx: click.Context) -> Any:
@@ -147,12 +149,11 @@ def _print(ctx: click.Context, data: dict[str, Any], title: str) -> None:
     if ctx.find_root().obj.as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    from node.cli import key_values
-
-    key_values(
-        title,
-        (
-            (k, "\n".join(v) if isinstance(v, list) and v and isinstance(v[0], str) else v)
-            for k, v in data.items()
-        ),
-    )
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            value = "\n".join(value)
+        table.add_row(key, str(value))
+    Console().print(table)

@@ -22,7 +22,7 @@ import trio
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from chain.amounts import format_amount
-from chain.block import Block, decode_block
+from chain.block import MAX_BLOCK_SIZE, Block, decode_block
 from chain.errors import RuleError
 from chain.transaction import HASH_SIZE, Transaction, decode_transaction
 from node.indexes import AddressCoin, HistoryPage
@@ -417,6 +417,65 @@ async def address_history(
             for e in page.entries
         ],
         next_cursor=None if page.cursor is None else page.cursor.hex(),
+    )
+
+
+@router.get(
+    "/address/{address}/unconfirmed",
+    response_model=schemas.AddressUnconfirmed,
+    tags=["addresses"],
+)
+async def address_unconfirmed(ctx: Ctx, address: str) -> schemas.AddressUnconfirmed:
+    """What the mempool does to an address: pooled outputs paying it, and its coins that
+    pooled transactions spend. A scan of the pool (bounded by its size cap)."""
+    pubkey = parse_address(ctx, address)
+    pool = ctx.core.mempool
+    received: list[schemas.UnconfirmedOutput] = []
+    spent: list[schemas.UnconfirmedSpend] = []
+    ours: set[tuple[bytes, int]] = set()
+    for entry in pool.entries():
+        for vout, out in enumerate(entry.tx.outputs):
+            if out.pubkey == pubkey:
+                ours.add((entry.txid, vout))
+                received.append(
+                    schemas.UnconfirmedOutput(
+                        txid=entry.txid.hex(), vout=vout, **amount_fields("amount", out.amount)
+                    )
+                )
+    chain = ctx.core.chainstate
+    for entry in pool.entries():
+        for txin in entry.tx.inputs:
+            prev = txin.prevout
+            coin = None if (prev.txid, prev.vout) in ours else chain.get_coin(prev)
+            if (prev.txid, prev.vout) in ours or (coin is not None and coin.pubkey == pubkey):
+                spent.append(
+                    schemas.UnconfirmedSpend(
+                        txid=entry.txid.hex(), prev_txid=prev.txid.hex(), prev_vout=prev.vout
+                    )
+                )
+    return schemas.AddressUnconfirmed(
+        address=encode_address(pubkey, ctx.params), received=received, spent=spent
+    )
+
+
+@router.get("/fees/estimate", response_model=schemas.FeeEstimate, tags=["transactions"])
+async def fee_estimate(ctx: Ctx) -> schemas.FeeEstimate:
+    """A fee rate (units per 1,000 bytes) for the next block, read off the mempool: the
+    pool's floor while everything pooled fits in one block, else just above the fee rate
+    at which a block's worth of the best-paying transactions is cut off."""
+    pool = ctx.core.mempool
+    floor = max(pool.config.min_relay_fee, pool.min_fee(ctx.core.now()))
+    rate, basis = floor, "floor"
+    if pool.total_bytes > MAX_BLOCK_SIZE:
+        room = MAX_BLOCK_SIZE
+        for entry in sorted(pool.entries(), key=lambda e: e.fee_rate, reverse=True):
+            room -= entry.size
+            if room < 0:
+                cutoff = -(-entry.fee * 1000 // entry.size)
+                rate, basis = max(floor, cutoff + 1), "next-block cutoff"
+                break
+    return schemas.FeeEstimate(
+        fee_rate=rate, min_fee_rate=floor, mempool_bytes=pool.total_bytes, basis=basis
     )
 
 

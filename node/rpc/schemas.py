@@ -232,6 +232,32 @@ class AddressCoins(BaseModel):
     truncated: bool
 
 
+class UnconfirmedOutput(BaseModel):
+    txid: str
+    vout: int
+    amount: int
+    amount_fc: str
+
+
+class UnconfirmedSpend(BaseModel):
+    txid: str  # the pooled transaction spending the coin
+    prev_txid: str
+    prev_vout: int
+
+
+class AddressUnconfirmed(BaseModel):
+    address: str
+    received: list[UnconfirmedOutput]  # outputs of pooled transactions paying the address
+    spent: list[UnconfirmedSpend]  # coins of the address (confirmed or pooled) spent in the pool
+
+
+class FeeEstimate(BaseModel):
+    fee_rate: int  # base units per 1,000 bytes
+    min_fee_rate: int  # the floor a transaction must pay to enter this mempool now
+    mempool_bytes: int
+    basis: str  # "floor" (the pool fits in one block) or "next-block cutoff"
+
+
 class HistoryEntryView(BaseModel):
     height: int
     block_hash: str | None
