@@ -66,6 +66,8 @@ PROTECTED = [
     ("GET", "/mempool", None),
     ("GET", f"/address/{BOB_ADDRESS}/coins", None),
     ("GET", f"/address/{BOB_ADDRESS}/history", None),
+    ("GET", f"/address/{BOB_ADDRESS}/unconfirmed", None),
+    ("GET", "/fees/estimate", None),
     ("POST", "/generate", {"count": 1}),
     ("GET", "/metrics", None),
     ("GET", "/docs", None),
@@ -367,6 +369,48 @@ async def test_refused_transactions_carry_their_reject_code_and_change_nothing(
         assert result["orphan"] and result["missing_parents"] == ["77" * 32]
         assert result["accepted"] == []
         assert (await client.get("/mempool")).json()["orphans"] == 1
+
+
+@pytest.mark.anyio
+async def test_unconfirmed_view_and_fee_estimate_follow_the_mempool(
+    node: RpcNode, base: BaseChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tx = alice_pays(base, 0, key(BOB), 3_000_000)
+    txid = tx.txid.hex()
+    async with api(node) as client:
+        assert (await client.get(f"/address/{BOB_ADDRESS}/unconfirmed")).json() == {
+            "address": BOB_ADDRESS,
+            "received": [],
+            "spent": [],
+        }
+        estimate = (await client.get("/fees/estimate")).json()
+        assert estimate == {
+            "fee_rate": 1000,
+            "min_fee_rate": 1000,
+            "mempool_bytes": 0,
+            "basis": "floor",
+        }
+        await client.post("/tx", json={"hex": tx.encoded.hex()})
+        bob = (await client.get(f"/address/{BOB_ADDRESS}/unconfirmed")).json()
+        assert bob["received"] == [
+            {"txid": txid, "vout": 0, "amount": 3_000_000, "amount_fc": "0.03000000"}
+        ]
+        alice = (await client.get(f"/address/{ALICE_ADDRESS}/unconfirmed")).json()
+        assert alice["spent"] == [
+            {"txid": txid, "prev_txid": base.alice[0].outpoint.txid.hex(), "prev_vout": 0}
+        ]
+        assert [r["vout"] for r in alice["received"]] == [1]  # the change
+        assert (await client.get("/fees/estimate")).json()["mempool_bytes"] == tx.size
+        # A pool larger than a block: the estimate moves just above the cutoff's fee rate.
+        monkeypatch.setattr("node.rpc.routes.MAX_BLOCK_SIZE", tx.size - 1)
+        crowded = (await client.get("/fees/estimate")).json()
+        assert crowded["basis"] == "next-block cutoff"
+        assert crowded["fee_rate"] == -(-10_000 * 1000 // tx.size) + 1
+        monkeypatch.undo()
+        await client.post("/generate", json={"count": 1})
+        assert (await client.get(f"/address/{BOB_ADDRESS}/unconfirmed")).json()["received"] == []
+        bad = error_of(await client.get("/address/nonsense/unconfirmed"), 400)
+        assert bad["code"] == "bad-address"
 
 
 @pytest.mark.anyio
