@@ -34,14 +34,16 @@ class Fc:
         (secrets / "pass").write_text(PASSPHRASE + "\n")
         (secrets / "wrong").write_text("not the passphrase\n")
 
-    def run(self, *args: str, wallet: str = "default") -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, wallet: str = "default", stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cookie = (self.node.datadir / ".cookie").read_text().strip()
         url = self.node.info["rpc_url"]
         command = [
             sys.executable, "-m", "node.cli", "--network", "regtest", "--datadir", str(self.datadir),
             "--rpc-url", url, "--rpc-token", cookie, "--json", "wallet", "--wallet", wallet, *args,
         ]  # fmt: skip
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+        return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=120)
 
     def ok(self, *args: str, wallet: str = "default") -> Any:
         done = self.run(*args, wallet=wallet)
@@ -103,6 +105,9 @@ def test_create_mine_send_confirm_restore(network: Network, tmp_path: Path) -> N
     assert fresh.balance() == alice
     assert fresh.ok("history") == history
     assert fresh.ok("xpub") == fc.ok("xpub")
+    # Secrets from stdin, as a script gives them: the account key at its path, derived again.
+    at_path = fresh.run("xpub", "--path", "m/86h/1h/0h", "--passphrase-stdin", stdin=PASSPHRASE)
+    assert at_path.returncode == 0 and json.loads(at_path.stdout)["xpub"] == created["xpub"]
 
     # Watch-only from the account xpub: the same balance, and it cannot send.
     fc.ok("create", "--watch", created["xpub"], wallet="watch")
