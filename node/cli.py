@@ -37,6 +37,7 @@ from rich.table import Table
 
 from chain.params import NETWORKS
 from node.auth import CookieError, read_cookie
+from wallet.cli import wallet
 from workloads.cli import job
 
 READY_FILE = "fcd.json"  # written by fcd once it listens (node.daemon)
@@ -108,6 +109,10 @@ class Settings:
         if self.rpc_url:
             return self.rpc_url.rstrip("/")
         return url_from_datadir(self.resolve_datadir(), self.network)
+
+    def node(self) -> Node:
+        """An RPC client for the node these settings point at."""
+        return Node(self)
 
     def token(self) -> str:
         if self.rpc_token:
@@ -555,6 +560,7 @@ def generate(settings: Settings, count: int, pay_to: str | None) -> None:
 
 
 cli.add_command(job)
+cli.add_command(wallet)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

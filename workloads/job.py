@@ -317,7 +317,11 @@ def audit_job(
     module = kind_module(spec.kind)
     if runtime is None:
         runtime = module.load_runtime(store, spec, device)
-    outputs = {i: out for u in result.units for i, out in zip(spec.unit_items(u.unit), u.outputs, strict=True)}
+    outputs = {
+        i: out
+        for u in result.units
+        for i, out in zip(spec.unit_items(u.unit), u.outputs, strict=True)
+    }
     tol = tolerance_for(spec)
     chosen_inputs = [inputs[i] for i in chosen]
     chosen_outputs = [outputs[i] for i in chosen]
