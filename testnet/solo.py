@@ -8,7 +8,10 @@ block is printed as it connects. The run ends with a check anyone can repeat: th
 reopened from disk has the same tip and UTXO commitment, and a reindex from the stored
 blocks reproduces that commitment.
 
-Later issues grow this into a local network of ``fcd`` processes doing useful work.
+Then the useful work that will mint coins under Proof of Benefit: an embedding job and a
+training sweep on the ``cancer-knowledge`` queue, each committed to a batch root and
+audited by re-executing a random sample (``--no-work`` skips it). Later issues grow this
+into a local network of ``fcd`` processes doing the work for each other.
 """
 
 from __future__ import annotations
@@ -135,6 +138,79 @@ def run(datadir: Path, blocks: int) -> int:
     return 0 if same_after_reopen and same_after_reindex else 1
 
 
+CANCER_KNOWLEDGE = [
+    "Tamoxifen lowers the risk of recurrence in oestrogen-receptor-positive breast cancer.",
+    "BRCA1 and BRCA2 mutation carriers are offered earlier and more frequent screening.",
+    "HER2-positive tumours respond to trastuzumab added to chemotherapy.",
+    "Sentinel lymph node biopsy spares most patients a full axillary dissection.",
+    "Triple-negative breast cancer lacks oestrogen, progesterone and HER2 receptors.",
+    "Screening mammography every two years from age fifty reduces breast cancer deaths.",
+    "Neoadjuvant chemotherapy can shrink a tumour so that breast-conserving surgery is possible.",
+    "Aromatase inhibitors are used after menopause for hormone-receptor-positive disease.",
+]
+
+
+def useful_work(datadir: Path) -> bool:
+    """The work that will mint coins: two ``cancer-knowledge`` jobs run and audited here.
+
+    An embedding job (MiniLM-L6) over short clinical statements and a hyper-parameter
+    sweep of a breast-cancer classifier (seeded SGD, checkpointed); each is committed to a
+    batch root and then audited by re-execution of a random sample, as an auditor would.
+    """
+    from workloads.job import audit_job, prepare_job, run_job
+    from workloads.store import BlobStore
+
+    store = BlobStore(datadir / "store")
+    jobs = {
+        "embed": {
+            "kind": "embed",
+            "inputs": CANCER_KNOWLEDGE,
+            "params": {"max_tokens": 64},
+            "unit_size": 4,
+        },
+        "train": {
+            "kind": "train",
+            "inputs": [{"lr": lr, "width": w} for lr in ("0.01", "0.1") for w in (16, 32)],
+            "params": {
+                "steps": 120,
+                "checkpoint_every": 40,
+                "batch_size": 32,
+                "max_width": 32,
+                "holdout_permille": 200,
+            },
+            "unit_size": 2,
+            "seed": 7,
+        },
+    }
+    console.print("[bold]useful work[/] (queue cancer-knowledge)")
+    all_passed = True
+    for name, description in jobs.items():
+        spec, hashes = prepare_job(store, description)
+        result = run_job(store, spec, hashes)
+        verdict = audit_job(store, result, samples=2)
+        cost = sum(spec.unit_cost(u) for u in range(spec.units))
+        console.print(
+            f"  {name:5} job {spec.job_id.hex()[:12]}: {spec.items} items, {spec.units} units,"
+            f" {cost} benefit units, root {result.batch_root.hex()[:12]}"
+        )
+        checked = ", ".join(f"item {c.index} ({c.distance:.1e})" for c in verdict.checks)
+        console.print(
+            f"        audit {'pass' if verdict.passed else 'FAIL'}: re-executed {checked}"
+        )
+        if name == "train":
+            from workloads.train import decode_output
+
+            for index, output in enumerate(o for u in result.units for o in u.outputs):
+                _, metrics = decode_output(spec, output)
+                cfg = description["inputs"][index]
+                console.print(
+                    f"        lr {cfg['lr']:>4} width {cfg['width']:>2}: holdout accuracy"
+                    f" {float(metrics[2]):.3f}, holdout loss {float(metrics[1]):.3f}"
+                )
+        all_passed = all_passed and verdict.passed
+    return all_passed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Run one regtest node that produces blocks and shows them."
@@ -143,12 +219,20 @@ def main() -> None:
         "--datadir", type=Path, help="data directory (default: a fresh temporary one)"
     )
     parser.add_argument("--blocks", type=int, default=130, help="blocks to produce (default 130)")
+    parser.add_argument("--no-work", action="store_true", help="skip the useful-work jobs")
     args = parser.parse_args()
+
+    def both(datadir: Path) -> int:
+        status = run(datadir, args.blocks)
+        if not args.no_work and not useful_work(datadir):
+            status = 1
+        return status
+
     if args.datadir:
         args.datadir.mkdir(parents=True, exist_ok=True)
-        raise SystemExit(run(args.datadir, args.blocks))
+        raise SystemExit(both(args.datadir))
     with tempfile.TemporaryDirectory(prefix="fc-solo-") as tmp:
-        raise SystemExit(run(Path(tmp), args.blocks))
+        raise SystemExit(both(Path(tmp)))
 
 
 if __name__ == "__main__":

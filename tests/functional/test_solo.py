@@ -1,4 +1,5 @@
-"""The README's main job: a regtest node producing blocks with real payments."""
+"""The README's main job: a regtest node producing blocks with real payments, then
+useful work (an embedding job and a training sweep) run and audited."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def test_solo_node_produces_blocks_with_payments_and_survives_reopen(tmp_path: P
     assert "reopened from disk: same tip and commitment" in run.stdout
     assert "reindexed from stored blocks: same commitment" in run.stdout
     assert "refused" not in run.stdout
+    # The useful work: an embedding job and a training sweep, each audited and passed.
+    assert run.stdout.count("audit pass:") == 2 and "FAIL" not in run.stdout
+    assert run.stdout.count("holdout accuracy") == 4
     cs = Chainstate(tmp_path / "chainstate", REGTEST)
     try:
         assert cs.height == 105
