@@ -37,6 +37,7 @@ from chain.hashing import sha256
 from chain.jobs import JobSpec, Kind
 from workloads import train as T
 from workloads.store import BlobStore, import_breast_cancer
+from workloads.tampering import FixedChoice
 from workloads.tolerances import TRAIN
 
 SEED = 11
@@ -46,18 +47,9 @@ PROPOSED = TRAIN
 DIVERGED_LOSS = 1e3  # a final train loss above this marks a diverging run
 
 
-class FixedRng(random.Random):
-    def __init__(self, k: int) -> None:
-        super().__init__(0)
-        self.k = k
-
-    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return self.k
-
-
 def _all_segments(spec: JobSpec, rt: T.TrainRuntime, i: int, blob: bytes, out: bytes) -> list[Any]:
     n = len(T.checkpoint_steps(spec)) - 1
-    return [T.measure_item(spec, i, blob, out, rt, FixedRng(k)) for k in range(n)]
+    return [T.measure_item(spec, i, blob, out, rt, FixedChoice(k)) for k in range(n)]
 
 
 def _replay_figure(ms: list[Any]) -> float:

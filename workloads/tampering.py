@@ -9,6 +9,7 @@ audit catches them. ``workloads.train.Deviation`` plays the same role for traini
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import torch
@@ -39,3 +40,15 @@ def tampered_copy(model: Any, how: str, layers: Any) -> Any:
 
 
 MODEL_TAMPERS = ("another-model", "layer-x1.001", "bf16")
+
+
+class FixedChoice(random.Random):
+    """An auditor's randomness that always picks ``k`` (``randrange``): aims a training
+    audit at one segment, so calibration and tests can measure every segment."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__(0)
+        self.k = k
+
+    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
+        return self.k

@@ -19,22 +19,12 @@ from chain.hashing import sha256
 from chain.jobs import JobSpec, Kind, check_job_spec
 from workloads import train as T
 from workloads.store import BlobStore, import_breast_cancer
+from workloads.tampering import FixedChoice
 from workloads.tolerances import TRAIN
 
 TOL = TRAIN  # the default profile (specs/tolerances.md)
 CONFIGS = [("0.05", 16), ("0.1", 32)]
 SEED = 7
-
-
-class FixedRng(random.Random):
-    """An auditor's rng that always picks segment ``k``."""
-
-    def __init__(self, k: int) -> None:
-        super().__init__(0)
-        self.k = k
-
-    def randrange(self, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return self.k
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +67,13 @@ SEGMENTS = 3  # 60 steps / 20
 
 def all_segments(spec, index, blob, output, runtime):  # type: ignore[no-untyped-def]
     return [
-        T.measure_item(spec, index, blob, output, runtime, FixedRng(k)) for k in range(SEGMENTS)
+        T.measure_item(spec, index, blob, output, runtime, FixedChoice(k)) for k in range(SEGMENTS)
     ]
 
 
 def verdicts(spec, index, blob, output, runtime):  # type: ignore[no-untyped-def]
     return [
-        T.check_items(spec, [index], [blob], [output], runtime, TOL, FixedRng(k))[0]
+        T.check_items(spec, [index], [blob], [output], runtime, TOL, FixedChoice(k))[0]
         for k in range(SEGMENTS)
     ]
 
@@ -254,13 +244,13 @@ def test_single_segment_tamper_caught_when_sampled(
 ) -> None:
     blob = inputs[1]
     out = T.run_item(spec, 1, blob, runtime, T.Deviation(skip_steps=frozenset({25})))
-    caught, *_ = T.check_items(spec, [1], [blob], [out], runtime, TOL, FixedRng(1))
+    caught, *_ = T.check_items(spec, [1], [blob], [out], runtime, TOL, FixedChoice(1))
     assert not caught.passed and "segment(s) [1]" in caught.reason
     record_property("distance", caught.distance)
     # the other segments replay cleanly from the (tampered) checkpoints they start at,
     # which is why the auditor's segment must be unpredictable
     for k in (0, 2):
-        (missed,) = T.check_items(spec, [1], [blob], [out], runtime, TOL, FixedRng(k))
+        (missed,) = T.check_items(spec, [1], [blob], [out], runtime, TOL, FixedChoice(k))
         assert missed.passed
     # with a real rng the tampered segment is found in about a third of audits
     hits = sum(
@@ -321,10 +311,10 @@ def test_malformed_output_fails_with_reason(
         (T.encode_output(hashes[:3], m), "4 32-byte"),
         (T.encode_output(hashes, m[:2]), "metrics"),
     ]:
-        (check,) = T.check_items(spec, [0], [inputs[0]], [bad], runtime, TOL, FixedRng(0))
+        (check,) = T.check_items(spec, [0], [inputs[0]], [bad], runtime, TOL, FixedChoice(0))
         assert not check.passed and words in check.reason
     # a checkpoint of another item (the wrong width) is refused
     other, _ = T.decode_output(spec, honest[1])
     forged = T.encode_output([hashes[0], other[1], *hashes[2:]], m)
-    (check,) = T.check_items(spec, [0], [inputs[0]], [forged], runtime, TOL, FixedRng(0))
+    (check,) = T.check_items(spec, [0], [inputs[0]], [forged], runtime, TOL, FixedChoice(0))
     assert not check.passed and "shape" in check.reason
