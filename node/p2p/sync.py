@@ -140,8 +140,11 @@ class HeaderSync:
         self._retry_at: dict[str, float] = {}
 
     def wake(self) -> None:
-        """Something changed (a peer came, went or showed a better tip): look again."""
+        """Something changed (a peer came, went or showed a better tip): look again, and
+        let a running round recruit a newly connected peer at once."""
         self._wake.set()
+        if self._round is not None:
+            self._round.peers_changed()
 
     @property
     def running(self) -> bool:
@@ -241,6 +244,7 @@ class _Round:
         self.submitted = 0
         self.workers = 0
         self._changed = trio.Event()
+        self._peers_event = trio.Event()  # set when a peer connects during the round
         self._failure: SyncAborted | None = None
         self._scope: trio.CancelScope | None = None
 
@@ -282,7 +286,12 @@ class _Round:
                 for _ in range(WORKERS_PER_PEER):
                     self.workers += 1
                     nursery.start_soon(self._download, peer)
-            await trio.sleep(RECRUIT_INTERVAL)
+            with trio.move_on_after(RECRUIT_INTERVAL):  # or sooner, when a peer connects
+                await self._peers_event.wait()
+            self._peers_event = trio.Event()
+
+    def peers_changed(self) -> None:
+        self._peers_event.set()
 
     # -- headers -------------------------------------------------------------------------
     def _locator(self) -> tuple[bytes, ...]:
