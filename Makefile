@@ -1,5 +1,6 @@
 # The two commands of the README:
-#   make run   - set everything up, then run the main job (a local regtest network producing blocks)
+#   make run   - set everything up, then run the main job (a regtest node producing blocks with
+#                payments, then useful work: an embedding job and a training sweep, audited)
 #   make test  - set everything up, then run the whole test suite
 PY := .venv/bin/python
 
@@ -24,3 +25,8 @@ lint: setup
 bench: setup
 	$(PY) bench/validate_block.py
 	$(PY) bench/connect_blocks.py
+	$(PY) bench/sync.py
+	$(PY) bench/propagation.py
+	$(PY) bench/runner_overhead.py
+	$(PY) bench/coin_selection.py
+	$(PY) bench/calibrate.py --no-write
