@@ -140,11 +140,16 @@ class Wallet:
         return out
 
     def receive_address(self, new: bool = False) -> str:
-        """The first receive address not yet handed out (``new``: hand out another one)."""
+        """The first receive address never paid (``new``: hand out a fresh one after it).
+        An address that received coins since the last look is skipped, so a payer is never
+        sent to an address already on chain."""
         index = self.keystore.state["next_receive"]
-        if new:
-            self.keystore.save_state(next_receive=index + 1)
+        while self._used(self.address_at(RECEIVE, index)):
             index += 1
+        if new:
+            index += 1
+        if index != self.keystore.state["next_receive"]:
+            self.keystore.save_state(next_receive=index)
         return self.address_at(RECEIVE, index)
 
     # -- what we own -------------------------------------------------------------------------------

@@ -73,6 +73,10 @@ def test_create_mine_send_confirm_restore(network: Network, tmp_path: Path) -> N
 
     # A coinbase of height h may be spent in block h + 100: at tip 100 block 1's is mature.
     generate(node, 100, pay_to=alice_address)
+    next_address = fc.ok("address")["address"]  # the paid address is not handed out again
+    assert next_address != alice_address
+    assert fc.ok("address")["address"] == next_address
+    assert fc.ok("address", "--new")["address"] not in (alice_address, next_address)
     assert fc.balance() == (subsidies(range(1, 2)), 0, subsidies(range(2, 101)))
 
     sent = fc.ok("send", bob_address, "12.5", "--fee-rate", "2", *pw)
