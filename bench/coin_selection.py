@@ -19,6 +19,7 @@ Run: ``.venv/bin/python bench/coin_selection.py [--coins N] [--repeat R] [--seed
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import time
 from collections.abc import Callable
@@ -81,20 +82,13 @@ def main() -> None:
     for rate, lt_rate in REGIMES:
         for target in TARGETS:
 
-            def ours(target: int = target, rate: int = rate, lt_rate: int = lt_rate) -> Selection:
-                return select_coins(
-                    pool,
-                    target,
-                    rate,
-                    SIZES,
-                    long_term_fee_rate=lt_rate,
-                    rng=random.Random(args.seed + target),
-                )
-
-            def baseline(
-                target: int = target, rate: int = rate, lt_rate: int = lt_rate
+            def run(
+                select: Callable[..., Selection],
+                target: int = target,
+                rate: int = rate,
+                lt_rate: int = lt_rate,
             ) -> Selection:
-                return largest_first(
+                return select(
                     pool,
                     target,
                     rate,
@@ -103,6 +97,8 @@ def main() -> None:
                     rng=random.Random(args.seed + target),
                 )
 
+            ours = functools.partial(run, select_coins)
+            baseline = functools.partial(run, largest_first)
             sel, ours_ms = timed(ours, args.repeat)
             lf, lf_ms = timed(baseline, args.repeat)
             print(

@@ -22,6 +22,7 @@ module needs nothing of ``node/``.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -108,14 +109,15 @@ def _open(ctx: click.Context) -> Wallet:
 
 
 def handles_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the wallet's own errors into ``fc``'s one line on stderr and exit status 1."""
+
+    @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except ERRORS as exc:
             fail(str(exc))
 
-    run.__name__ = command.__name__
-    run.__doc__ = command.__doc__
     return run
 
 

@@ -17,7 +17,6 @@ names (inputs, training checkpoints) live in the store of the data directory.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import random
@@ -330,7 +329,6 @@ def audit_job(
     else:
         checks = module.check_items(spec, chosen, chosen_inputs, chosen_outputs, runtime, tol)
     for check in checks:
-        check = dataclasses.replace(check, unit=check.index // spec.unit_size)
         verdict.checks.append(check)
         if not check.passed:
             verdict.fail(check.reason or f"item {check.index} failed re-execution")

@@ -149,17 +149,17 @@ def import_packaged_model(store: BlobStore, arch: str) -> bytes:
     if (target / ".complete").is_file():
         return weights
     source = package_dir(model.package) / model.subdir
-    found = sha256_file(source / model.weights_file)
-    if found != weights:
-        raise BlobError(
-            f"{model.package}: {model.weights_file} hashes to {found.hex()[:16]}, "
-            f"the protocol pins {model.weights_sha256[:16]}: refusing another model"
-        )
-    target.mkdir(parents=True, exist_ok=True)
+    # The weights first, so another model is refused before anything is written.
     for name, pinned in {model.weights_file: model.weights_sha256, **model.files}.items():
         data = (source / name).read_bytes()
-        if hashlib.sha256(data).hexdigest() != pinned:
-            raise BlobError(f"{model.package}: {name} does not match its pinned hash")
+        found = hashlib.sha256(data).hexdigest()
+        if found != pinned:
+            what = "refusing another model" if name == model.weights_file else "refusing it"
+            raise BlobError(
+                f"{model.package}: {name} hashes to {found[:16]}, the protocol pins "
+                f"{pinned[:16]}: {what}"
+            )
+        target.mkdir(parents=True, exist_ok=True)
         _write_atomic(target / name, data)
     _write_atomic(target / ".complete", model.weights_file.encode())
     return weights
