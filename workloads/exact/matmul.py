@@ -1,0 +1,124 @@
+"""Exact integer matmul backends: the same integers from four kinds of hardware path.
+
+``matmul(a, w)`` computes ``a @ w.T`` for activation codes ``a`` (int64, ``|a| <= 4095``)
+and int8 weights ``w`` (``|w| <= 127``), depth ``K <= 2048``, so ``|result| < 2^30``.
+Each backend is exact by a bound, never by a setting (specs/exact.md §5):
+
+* ``int8`` — ``torch._int_mm``: int8 inputs, int32 accumulation, exact by construction.
+  The codes are split ``a = 128 * hi + lo`` with ``hi`` in [-32, 31], ``lo`` in [0, 127]
+  (both int8) and the two products recombined in int64. On CUDA, ``_int_mm`` needs more
+  than 16 rows, so rows are padded with zeros.
+* ``fp32`` — float32 GEMM on the same ``hi``/``lo`` split: every product and every partial
+  sum is an integer below ``127 * 127 * 1040 < 2^24``, which float32 holds exactly, so K
+  is cut into chunks of at most 1040 and the chunk results are added in int64.
+* ``fp64`` — float64 GEMM on the codes themselves: partial sums below 2^30 < 2^53.
+* ``int64`` — torch's integer matmul (no BLAS): the reference, slow.
+
+A global setting that lowers float32 matmul precision (``torch.set_float32_matmul_precision``
+other than "highest", TF32 on CUDA) could break the fp32 bound's premise, so the fp32
+backend refuses to run under one rather than trusting it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+
+FP32_CHUNK = 1040  # 127 * 127 * 1040 = 16,774,160 < 2^24
+BACKENDS = ("int8", "fp32", "fp64", "int64")
+
+
+def split_codes(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a = 128 * hi + lo`` with ``lo = a mod 128`` in [0, 127] and ``hi = floor(a/128)``."""
+    return a >> 7, a & 127
+
+
+class Backend(ABC):
+    name: str
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    @abstractmethod
+    def prepare(self, weight: torch.Tensor) -> Any:
+        """The weight (int8 [N, K]) in the form this backend multiplies."""
+
+    @abstractmethod
+    def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        """``a`` int64 [M, K] times the prepared weight: int64 [M, N], exact."""
+
+
+class Int8Backend(Backend):
+    name = "int8"
+
+    def prepare(self, weight: torch.Tensor) -> Any:
+        return weight.to(self.device).t()  # [K, N] view of the [N, K] rows
+
+    def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        m = a.shape[0]
+        if self.device.type == "cuda" and m <= 16:
+            a = torch.cat([a, a.new_zeros((17 - m, a.shape[1]))])
+        hi, lo = split_codes(a)
+        out = torch._int_mm(hi.to(torch.int8), prepared).to(torch.int64) * 128
+        out += torch._int_mm(lo.to(torch.int8), prepared)
+        return out[:m]
+
+
+class Fp32Backend(Backend):
+    name = "fp32"
+
+    def prepare(self, weight: torch.Tensor) -> Any:
+        k = weight.shape[1]
+        chunks = -(-k // FP32_CHUNK)
+        bounds = [k * i // chunks for i in range(chunks + 1)]
+        w = weight.to(self.device, torch.float32).t().contiguous()
+        return [(lo, hi, w[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+
+    def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        if torch.get_float32_matmul_precision() != "highest" or (
+            self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+        ):
+            raise RuntimeError(
+                "fp32 backend: float32 matmul precision is lowered (TF32/bf16); refusing"
+            )
+        hi, lo = split_codes(a)
+        hi, lo = hi.to(torch.float32), lo.to(torch.float32)
+        out = None
+        for start, end, w in prepared:
+            part = (hi[:, start:end] @ w).to(torch.int64) * 128 + (lo[:, start:end] @ w).to(
+                torch.int64
+            )
+            out = part if out is None else out + part
+        assert out is not None
+        return out
+
+
+class Fp64Backend(Backend):
+    name = "fp64"
+
+    def prepare(self, weight: torch.Tensor) -> Any:
+        return weight.to(self.device, torch.float64).t().contiguous()
+
+    def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        return (a.to(torch.float64) @ prepared).to(torch.int64)
+
+
+class Int64Backend(Backend):
+    name = "int64"
+
+    def prepare(self, weight: torch.Tensor) -> Any:
+        return weight.to(self.device, torch.int64).t().contiguous()
+
+    def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        return a @ prepared
+
+
+def make_backend(name: str, device: torch.device) -> Backend:
+    classes = {"int8": Int8Backend, "fp32": Fp32Backend, "fp64": Fp64Backend, "int64": Int64Backend}
+    if name not in classes:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if device.type == "cuda" and name == "int64":
+        raise ValueError("the int64 backend runs on the CPU only")
+    return classes[name](device)
