@@ -21,6 +21,7 @@ backend refuses to run under one rather than trusting it.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -74,7 +75,7 @@ class Fp32Backend(Backend):
         chunks = -(-k // FP32_CHUNK)
         bounds = [k * i // chunks for i in range(chunks + 1)]
         w = weight.to(self.device, torch.float32).t().contiguous()
-        return [(lo, hi, w[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+        return [(lo, hi, w[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
 
     def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
         if torch.get_float32_matmul_precision() != "highest" or (
