@@ -87,10 +87,16 @@ def quantize_rms(h: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, Tok
     return a, TokenScale(mu, root_bits + 31 - e)
 
 
-def quantize_plain(x: torch.Tensor, frac_bits: int) -> tuple[torch.Tensor, TokenScale]:
+def quantize_plain(
+    x: torch.Tensor, frac_bits: int, max_shift: int
+) -> tuple[torch.Tensor, TokenScale]:
     """``x : Q(frac_bits, <= 47)`` as 13-bit codes: ``a = round(x / 2^e)``, real input
-    ``a * 2^(e - frac_bits)`` (mu = 2^15, kappa = 15 + frac_bits - e)."""
-    e = (bit_length(x.abs().amax(-1, keepdim=True)) - (ACT_BITS - 1)).clamp(min=0)
+    ``a * 2^(e - frac_bits)`` (mu = 2^15, kappa = 15 + frac_bits - e).
+
+    ``e`` is capped at ``max_shift = E_W + frac_bits - frac_out`` of the layer the codes
+    feed, which keeps ``rescale``'s shift >= 0; a token past that (never seen on text:
+    SmolLM2's cap is ~23x above its largest MLP activation) saturates its codes."""
+    e = (bit_length(x.abs().amax(-1, keepdim=True)) - (ACT_BITS - 1)).clamp(0, max_shift)
     a = round_shift(x, e).clamp(-ACT_MAX, ACT_MAX)
     return a, TokenScale(None, 15 + frac_bits - e)
 
@@ -251,7 +257,7 @@ class ExactRunner:
             cache.keys[i][:, :, start:end] = k.permute(0, 2, 1, 3).to(torch.float64)
             cache.values[i][:, :, start:end] = v.permute(0, 2, 1, 3).to(torch.float64)
             attn = self._attention(q, cache, i, start, visible)
-            a, scale = quantize_plain(attn, QKV[0])
+            a, scale = quantize_plain(attn, QKV[0], layer["o"][0].exp + QKV[0] - RESIDUAL[0])
             h = saturate(h + self._linear(a, scale, layer, "o", RESIDUAL[0]), RESIDUAL[1])
 
             a, scale = quantize_rms(h, layer["mlp_norm"])
@@ -265,7 +271,9 @@ class ExactRunner:
                 gate * self.sigmoid[index], 16
             )  # Q(12): |gate| < 2^28, sigmoid <= 2^16
             hidden = saturate(silu * up, HIDDEN[1])  # Q(24)
-            a, scale = quantize_plain(hidden, HIDDEN[0])
+            a, scale = quantize_plain(
+                hidden, HIDDEN[0], layer["down"][0].exp + HIDDEN[0] - RESIDUAL[0]
+            )
             h = saturate(h + self._linear(a, scale, layer, "down", RESIDUAL[0]), RESIDUAL[1])
         cache.length = end
         h = h[:, t - logit_rows :]
