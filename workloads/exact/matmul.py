@@ -6,8 +6,8 @@ Each backend is exact by a bound, never by a setting (specs/exact.md §5):
 
 * ``int8`` — ``torch._int_mm``: int8 inputs, int32 accumulation, exact by construction.
   The codes are split ``a = 128 * hi + lo`` with ``hi`` in [-32, 31], ``lo`` in [0, 127]
-  (both int8) and the two products recombined in int64. On CUDA, ``_int_mm`` needs more
-  than 16 rows, so rows are padded with zeros.
+  (both int8) and the two products recombined in int64. The hi and lo rows share one call;
+  on CUDA, ``_int_mm`` needs more than 16 rows, so rows are padded with zeros.
 * ``fp32`` — float32 GEMM on the same ``hi``/``lo`` split: every product and every partial
   sum is an integer below ``127 * 127 * 1040 < 2^24``, which float32 holds exactly, so K
   is cut into chunks of at most 1040 and the chunk results are added in int64.
@@ -58,13 +58,15 @@ class Int8Backend(Backend):
         return weight.to(self.device).t()  # [K, N] view of the [N, K] rows
 
     def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
+        # hi and lo rows go through one GEMM: small-batch int8 GEMM is bound by reading the
+        # weights, so twice the rows cost far less than twice the calls.
         m = a.shape[0]
-        if self.device.type == "cuda" and m <= 16:
-            a = torch.cat([a, a.new_zeros((17 - m, a.shape[1]))])
         hi, lo = split_codes(a)
-        out = torch._int_mm(hi.to(torch.int8), prepared).to(torch.int64) * 128
-        out += torch._int_mm(lo.to(torch.int8), prepared)
-        return out[:m]
+        rows = torch.cat([hi, lo]).to(torch.int8)
+        if self.device.type == "cuda" and 2 * m <= 16:
+            rows = torch.cat([rows, rows.new_zeros((17 - 2 * m, rows.shape[1]))])
+        out = torch._int_mm(rows, prepared)
+        return out[:m].to(torch.int64) * 128 + out[m : 2 * m]
 
 
 class Fp32Backend(Backend):
