@@ -39,6 +39,7 @@ from chain.params import NETWORKS
 from node.auth import CookieError, read_cookie
 from wallet.cli import wallet
 from workloads.cli import job
+from workloads.exact.cli import exact
 
 READY_FILE = "fcd.json"  # written by fcd once it listens (node.daemon)
 CONFIG_FILE = "fc.toml"
@@ -560,6 +561,7 @@ def generate(settings: Settings, count: int, pay_to: str | None) -> None:
 
 
 cli.add_command(job)
+cli.add_command(exact)
 cli.add_command(wallet)
 
 

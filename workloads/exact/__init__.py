@@ -23,31 +23,35 @@ Nothing here reads a clock or a global random state; the only floats are float64
 that hold integers below 2^53, where every operation is exact.
 """
 
-from workloads.exact.artifacts import MODEL_NAMES, load_exact_model, model_hash
-from workloads.exact.forward import ExactRunner
-from workloads.exact.matmul import BACKENDS
-from workloads.exact.model import ArtifactError, ExactModel
-from workloads.exact.sampling import (
-    Generation,
-    Verdict,
-    decode_text,
-    encode_prompt,
-    generate,
-    verify,
-)
+from __future__ import annotations
 
-__all__ = [
-    "BACKENDS",
-    "MODEL_NAMES",
-    "ArtifactError",
-    "ExactModel",
-    "ExactRunner",
-    "Generation",
-    "Verdict",
-    "decode_text",
-    "encode_prompt",
-    "generate",
-    "load_exact_model",
-    "model_hash",
-    "verify",
-]
+import importlib
+from typing import Any
+
+from workloads.exact.constants import BACKENDS, MAX_SEED_BYTES, MAX_TEMPERATURE_MILLI, MODEL_NAMES
+
+# The rest is imported on first use, so that importing this package (``fc`` does, to
+# register its commands) does not load torch.
+_LAZY = {
+    "ArtifactError": "model",
+    "ExactModel": "model",
+    "ExactRunner": "forward",
+    "load_exact_model": "artifacts",
+    "model_hash": "artifacts",
+    "Generation": "sampling",
+    "Verdict": "sampling",
+    "decode_text": "sampling",
+    "encode_prompt": "sampling",
+    "generate": "sampling",
+    "logits_digest": "sampling",
+    "verify": "sampling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"workloads.exact.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'workloads.exact' has no attribute {name!r}")
+
+
+__all__ = ["BACKENDS", "MAX_SEED_BYTES", "MAX_TEMPERATURE_MILLI", "MODEL_NAMES", *_LAZY]

@@ -28,7 +28,7 @@ def round_shift(x: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
         if shift < 0:
             raise ValueError(f"negative shift {shift}")
         return x if shift == 0 else (x + (1 << (shift - 1))) >> shift
-    half = torch.bitwise_left_shift(torch.ones_like(shift), shift) >> 1  # 0 when s == 0
+    half = torch.bitwise_left_shift(1, shift) >> 1  # 0 when s == 0
     return torch.bitwise_right_shift(x + half, shift)
 
 
@@ -54,6 +54,18 @@ def isqrt(n: torch.Tensor) -> torch.Tensor:
     r = torch.sqrt(n.to(torch.float64)).to(torch.int64)
     r = r - (r * r > n).to(torch.int64)
     return r + ((r + 1) * (r + 1) <= n).to(torch.int64)
+
+
+def isqrt48(n: torch.Tensor) -> torch.Tensor:
+    """``floor(sqrt(n))`` for ``0 <= n <= 2^48``, by one float64 square root.
+
+    Why no correction is needed: ``n`` converts to float64 exactly, and IEEE 754 requires
+    ``sqrt`` to be correctly rounded. The truncated result could only be wrong if the true
+    root lay below an integer ``k`` by less than half an ulp of ``k``; the nearest such
+    root is ``sqrt(k^2 - 1) > k - 1/k``, and ``1/k >= 2^-24`` exceeds half an ulp (``2^-29``)
+    for every ``k <= 2^24``. ``tests/unit/test_exact_arith.py`` checks the edges.
+    """
+    return torch.sqrt(n.to(torch.float64)).to(torch.int64)
 
 
 def round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

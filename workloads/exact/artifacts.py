@@ -9,6 +9,9 @@ accepts. Both models use SmolLM2's tokenizer, read from the packaged GGUF file.
 
 from __future__ import annotations
 
+import os
+
+from workloads.exact.constants import MODEL_NAMES
 from workloads.exact.model import ArtifactError, ExactModel, deserialise, serialise
 from workloads.store import BlobStore, import_packaged_model
 
@@ -20,7 +23,6 @@ PINNED: dict[str, str] = {
     "smollm2": "457ef79c27b3af30c922483cf9cbe359fbea2981aed9049897bb542e73962063",
     "tiny": "3f67501cda6b8a7db8e696a0e5750d76da3cd7c95cc74c143cc18f837a2badc2",
 }
-MODEL_NAMES = tuple(PINNED)
 
 _loaded: dict[bytes, ExactModel] = {}
 
@@ -46,6 +48,7 @@ def derive(store: BlobStore, name: str) -> ExactModel:
     """Build the named model from its sources (no store lookup, no hash check)."""
     from workloads.exact.convert import convert_smollm2, synthetic_model
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF loader draws a bar
     tokenizer = smollm2_tokenizer_json(store)
     if name == "tiny":
         return synthetic_model(TINY_SEED, tokenizer)
@@ -77,5 +80,6 @@ def load_exact_model(store: BlobStore, name: str) -> ExactModel:
                 f"{digest.hex()[:16]}: this machine's packages differ from the canonical ones"
             )
         store.put(data)
+        model = deserialise(data, digest)  # run what a later start reads: the canonical bytes
     _loaded[digest] = model
     return model

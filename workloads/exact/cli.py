@@ -25,12 +25,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-# Kept in step with workloads.exact (MODEL_NAMES, BACKENDS, MAX_SEED_BYTES, ...), which
-# imports torch and so cannot be imported here; tests check that they agree.
-MODELS = ("smollm2", "tiny")
-BACKENDS = ("int8", "fp32", "fp64", "int64")
-MAX_SEED_BYTES = 64
-MAX_TEMPERATURE_MILLI = 65535
+from workloads.exact.constants import BACKENDS, MAX_SEED_BYTES, MAX_TEMPERATURE_MILLI
+from workloads.exact.constants import MODEL_NAMES as MODELS
+
 MAX_NEW = 2048
 DERIVE_SECONDS = {"smollm2": 40, "tiny": 10}
 WIDE = 200  # columns when not on a terminal, as in node.cli
@@ -338,7 +335,6 @@ def verify_cmd(
         torch.set_num_threads(threads)
     runner = _load(ctx, model, backend, device, quiet=as_json)
     from workloads.exact import verify
-    from workloads.exact.sampling import logits_digest
 
     ids = _encode(runner, prompt, chat)
     started = time.perf_counter()
@@ -356,7 +352,7 @@ def verify_cmd(
         _fail(str(exc))
     seconds = time.perf_counter() - started
     position = verdict.position
-    got = claimed[position] if position is not None and position < len(claimed) else None
+    got = verdict.claimed
     data = {
         "ok": verdict.ok,
         "position": position,
@@ -367,7 +363,7 @@ def verify_cmd(
         "model_sha256": runner.model.sha256.hex(),
         "prompt_tokens": len(ids),
         "tokens": len(claimed),
-        "logits_digest": logits_digest(verdict.row_digests).hex() if verdict.ok else None,
+        "logits_digest": verdict.digest.hex() if verdict.ok else None,
         "seconds": round(seconds, 3),
     }
     if as_json:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workloads.exact.arith import bit_length, isqrt, round_div, round_shift, saturate
+from workloads.exact.arith import bit_length, isqrt48, round_div, round_shift, saturate
 from workloads.exact.matmul import Backend, make_backend
 from workloads.exact.model import ExactModel, IntLinear
 from workloads.exact.tables import EXP_IN_BITS, ROPE_BITS, SIGMOID_IN_BITS, SIGMOID_RANGE
@@ -37,7 +37,7 @@ QKV = (10, 22)
 GATE_UP = (12, 28)
 HIDDEN = (24, 47)
 LOGITS = (16, 40)
-NORM_BITS = 24  # quantize_rms scales each token so that max |h| lies in [2^23, 2^24]
+NORM_BITS = 24  # quantize_rms shifts each token right until max |h| has at most 24 bits
 NEG = -(1 << 62)  # score of a key a query may not see
 
 
@@ -64,23 +64,19 @@ class TokenScale:
 def quantize_rms(h: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, TokenScale]:
     """RMSNorm(h) * gain as 13-bit codes (specs/exact.md §3.1).
 
-    Per token: shift ``h`` so its largest magnitude has bit length 24 (``hs``); ``R =
-    isqrt(sum(hs^2) // hidden)``; codes ``a = round(hs * gain / 2^e)`` with ``e`` the
+    Per token: shift ``h`` right until its largest magnitude has at most 24 bits (``hs``);
+    ``R = isqrt(sum(hs^2) // hidden)``; codes ``a = round(hs * gain / 2^e)`` with ``e`` the
     smallest shift that makes ``|a| < 2^12``. Since ``hs`` and ``R`` share units, the
     normalised input is ``a * 2^e * 2^-16 / R``, and ``1/R = mu * 2^-(bitlen(R) + 15)``.
-    Widths: ``|hs| <= 2^24``, ``sum(hs^2) < 2^59``, ``|hs * gain| < 2^48``.
+    Widths: ``|hs| <= 2^24``, ``sum(hs^2) < 2^59``, mean square ``<= 2^48``,
+    ``|hs * gain| < 2^48``.
     """
     top = h.abs().amax(-1, keepdim=True)  # < 2^40
-    shift = bit_length(top) - NORM_BITS
-    hs = torch.where(
-        shift > 0,
-        round_shift(h, shift.clamp(min=0)),
-        torch.bitwise_left_shift(h, (-shift).clamp(min=0)),
-    )
-    mean_square = (hs * hs).sum(-1, keepdim=True) // h.shape[-1]
-    root = isqrt(mean_square.clamp(min=1))
+    hs = round_shift(h, (bit_length(top) - NORM_BITS).clamp(min=0))  # |hs| <= 2^24
+    mean_square = (hs * hs).sum(-1, keepdim=True) // h.shape[-1]  # <= max(hs)^2 <= 2^48
+    root = isqrt48(mean_square.clamp(min=1))
     root_bits = bit_length(root)
-    mu = round_div(torch.bitwise_left_shift(torch.ones_like(root), root_bits + 15), root)
+    mu = round_div(torch.bitwise_left_shift(1, root_bits + 15), root)
     v = hs * gain
     e = (bit_length(v.abs().amax(-1, keepdim=True)) - (ACT_BITS - 1)).clamp(min=0)
     a = round_shift(v, e).clamp(-ACT_MAX, ACT_MAX)
@@ -177,9 +173,8 @@ class ExactRunner:
             valid=torch.zeros((batch, capacity), dtype=torch.bool, device=self.device),
         )
 
-    def _rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        cos = self.rope_cos[positions].unsqueeze(2)  # [B, T, 1, hd]
-        sin = self.rope_sin[positions].unsqueeze(2)
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """``cos``, ``sin``: the table rows of the tokens' positions, [B, T, 1, hd]."""
         rotated = torch.roll(x, self.config.head_dim // 2, dims=-1)
         return saturate(round_shift(x * cos + rotated * sin, ROPE_BITS), QKV[1])
 
@@ -244,13 +239,15 @@ class ExactRunner:
         visible = self._visible(cache, start, t)
         rows = self.embed_weight[tokens].to(torch.int64) * self.embed_mult[tokens].unsqueeze(-1)
         h = round_shift(rows, self.model.embed.exp - RESIDUAL[0])
+        cos = self.rope_cos[positions].unsqueeze(2)  # [B, T, 1, hd]
+        sin = self.rope_sin[positions].unsqueeze(2)
         q_width = c.heads * c.head_dim
         kv_width = c.kv_heads * c.head_dim
         for i, layer in enumerate(self.layers):
             a, scale = quantize_rms(h, layer["attn_norm"])
             qkv = saturate(self._linear(a, scale, layer, "qkv", QKV[0]), QKV[1])
             qk = qkv[..., : q_width + kv_width].reshape(b, t, c.heads + c.kv_heads, c.head_dim)
-            qk = self._rope(qk, positions)
+            qk = self._rope(qk, cos, sin)
             q = qk[:, :, : c.heads]
             k = qk[:, :, c.heads :]
             v = qkv[..., q_width + kv_width :].reshape(b, t, c.kv_heads, c.head_dim)

@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
+from workloads.exact.constants import BACKENDS
+
 FP32_CHUNK = 1040  # 127 * 127 * 1040 = 16,774,160 < 2^24
-BACKENDS = ("int8", "fp32", "fp64", "int64")
 
 
 def split_codes(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,13 +30,12 @@ from tokenizers import Tokenizer
 
 from chain.hashing import tagged_hash
 from workloads.exact.arith import round_shift
+from workloads.exact.constants import MAX_SEED_BYTES, MAX_TEMPERATURE_MILLI
 from workloads.exact.forward import LOGITS, ExactRunner
 from workloads.exact.model import ExactModel
 from workloads.exact.tables import EXP_IN_BITS
 
 TAG_SAMPLE = "fc/exact-sample"
-MAX_TEMPERATURE_MILLI = 65535
-MAX_SEED_BYTES = 64
 
 
 # -- prompts ------------------------------------------------------------------------------
@@ -51,6 +50,8 @@ def encode_prompt(model: ExactModel, text: str, chat: bool = False) -> list[int]
     """The prompt's token ids: the text as is, or wrapped in the model's chat template
     (system prompt, the text as the user's turn, then the assistant's turn opened)."""
     if chat:
+        if not model.config.chat_system:
+            raise ValueError(f"model {model.config.name} has no chat template")
         text = (
             f"<|im_start|>system\n{model.config.chat_system}<|im_end|>\n"
             f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
@@ -201,11 +202,22 @@ def generate(
 
 @dataclass
 class Verdict:
+    """The outcome of :func:`verify`. On failure, ``position`` is the first generated
+    position whose claim is wrong: a token that differs from the rule's (``claimed`` and
+    ``expected`` both set), an out-of-vocabulary token (``claimed`` set), a token after an
+    EOS (the EOS's position + 1), a missing token (the claim's length) or a surplus one
+    (``max_new``). ``row_digests`` are the logit rows the pass computed."""
+
     ok: bool
-    position: int | None = None  # first generated position that differs
-    expected: int | None = None  # the rule's token there (None for a length fault)
+    position: int | None = None
+    expected: int | None = None
+    claimed: int | None = None
     reason: str = ""
     row_digests: list[bytes] = field(default_factory=list)
+
+    @property
+    def digest(self) -> bytes:
+        return logits_digest(self.row_digests)
 
 
 def verify(
@@ -223,13 +235,18 @@ def verify(
     c = runner.config
     tokens = list(tokens)
     if not tokens:
-        return Verdict(False, 0, None, "no tokens claimed")
+        return Verdict(False, 0, reason="no tokens claimed")
     bad = [j for j, t in enumerate(tokens) if not 0 <= t < c.vocab]
     if bad:
-        return Verdict(False, bad[0], None, f"token {tokens[bad[0]]} outside the vocabulary")
+        return Verdict(
+            False,
+            bad[0],
+            claimed=tokens[bad[0]],
+            reason=f"token {tokens[bad[0]]} outside the vocabulary",
+        )
     if len(tokens) > max_new:
         return Verdict(
-            False, max_new, None, f"{len(tokens)} tokens claimed, at most {max_new} allowed"
+            False, max_new, reason=f"{len(tokens)} tokens claimed, at most {max_new} allowed"
         )
     checked = tokens
     eos = c.eos_token_id
@@ -257,26 +274,12 @@ def verify(
     for j, (claimed, want) in enumerate(zip(checked, expected, strict=True)):
         if claimed != want:
             return Verdict(
-                False,
-                j,
-                want,
-                f"position {j}: token {claimed} claimed, the rule gives {want}",
-                digests,
+                False, j, want, claimed, f"token {claimed} claimed, the rule gives {want}", digests
             )
     if len(checked) < len(tokens):
-        return Verdict(
-            False,
-            len(checked),
-            None,
-            f"tokens continue after EOS at position {len(checked) - 1}",
-            digests,
-        )
+        reason = f"tokens continue after EOS at position {len(checked) - 1}"
+        return Verdict(False, len(checked), reason=reason, row_digests=digests)
     if len(tokens) < max_new and not (stop_at_eos and tokens[-1] == eos):
-        return Verdict(
-            False,
-            len(tokens),
-            None,
-            f"{len(tokens)} tokens claimed without EOS, {max_new} required",
-            digests,
-        )
-    return Verdict(True, None, None, "", digests)
+        reason = f"{len(tokens)} tokens claimed without EOS, {max_new} required"
+        return Verdict(False, len(tokens), reason=reason, row_digests=digests)
+    return Verdict(True, row_digests=digests)
