@@ -224,3 +224,16 @@ def test_threads_backends_and_isa_give_identical_bits_in_separate_processes(
     assert (
         _digests_in_process(exact_store, 1, "fp64", {"ATEN_CPU_CAPABILITY": "default"}) == reference
     )
+
+
+def test_spec_states_the_pinned_hashes_and_table_sizes() -> None:
+    """specs/exact.md §6 and §4.1 say what the code pins: the spec cannot drift."""
+    import re
+    from pathlib import Path
+
+    from workloads.exact import tables
+
+    spec = (Path(__file__).resolve().parents[2] / "specs" / "exact.md").read_text()
+    stated = dict(re.findall(r"\| `(smollm2|tiny)` \| `([0-9a-f]{64})` \|", spec))
+    assert stated == PINNED
+    assert f"`i = 0 … {len(tables.exp_table()) - 1}`" in spec
