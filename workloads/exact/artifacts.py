@@ -41,7 +41,7 @@ def smollm2_tokenizer_json(store: BlobStore) -> bytes:
     directory = store.model_dir(weights)
     gguf = next(p.name for p in directory.iterdir() if p.suffix == ".gguf")
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
-    return tokenizer.backend_tokenizer.to_str().encode()  # type: ignore[no-any-return]
+    return tokenizer.backend_tokenizer.to_str().encode()  # type: ignore[no-any-return,unused-ignore]
 
 
 def derive(store: BlobStore, name: str) -> ExactModel:

@@ -201,7 +201,8 @@ def _encode(runner: Any, prompt: str, chat: bool) -> list[int]:
     if chat and not runner.config.chat_system:
         _fail(f"the {runner.config.name} model has no chat template; drop --chat")
     try:
-        return encode_prompt(runner.model, prompt, chat=chat)
+        ids: list[int] = encode_prompt(runner.model, prompt, chat=chat)
+        return ids
     except ValueError as exc:
         _fail(str(exc))
 

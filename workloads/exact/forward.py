@@ -22,6 +22,7 @@ exact in any summation order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -108,6 +109,23 @@ def rescale(
     return round_shift(acc * mult * scale.mu, shift)
 
 
+@dataclass
+class PreparedLinear:
+    linear: IntLinear  # the artifact's matrix (its exponent)
+    mult: torch.Tensor  # row multipliers on the device
+    weight: Any  # the weight in the backend's form
+
+
+@dataclass
+class PreparedLayer:
+    attn_norm: torch.Tensor
+    qkv: PreparedLinear
+    o: PreparedLinear
+    mlp_norm: torch.Tensor
+    gate_up: PreparedLinear
+    down: PreparedLinear
+
+
 class ExactRunner:
     """An :class:`ExactModel` bound to a device and a matmul backend."""
 
@@ -119,24 +137,18 @@ class ExactRunner:
         dev = self.device
         self.embed_weight = model.embed.weight.to(dev)
         self.embed_mult = model.embed.mult.to(dev)
-        self.head = self.backend.prepare(model.embed.weight)
-        self.layers = []
-        for layer in model.layers:
-            self.layers.append(
-                {
-                    "attn_norm": layer.attn_norm.to(dev),
-                    "mlp_norm": layer.mlp_norm.to(dev),
-                    **{
-                        name: (lin, lin.mult.to(dev), self.backend.prepare(lin.weight))
-                        for name, lin in (
-                            ("qkv", layer.qkv),
-                            ("o", layer.o),
-                            ("gate_up", layer.gate_up),
-                            ("down", layer.down),
-                        )
-                    },
-                }
+        self.head = self._prepare(model.embed)
+        self.layers = [
+            PreparedLayer(
+                attn_norm=layer.attn_norm.to(dev),
+                qkv=self._prepare(layer.qkv),
+                o=self._prepare(layer.o),
+                mlp_norm=layer.mlp_norm.to(dev),
+                gate_up=self._prepare(layer.gate_up),
+                down=self._prepare(layer.down),
             )
+            for layer in model.layers
+        ]
         self.final_norm = model.final_norm.to(dev)
         t = model.tables
         self.exp_f64 = t.exp.to(dev, torch.float64)
@@ -150,13 +162,17 @@ class ExactRunner:
 
     # -- pieces ---------------------------------------------------------------------
 
+    def _prepare(self, linear: IntLinear) -> PreparedLinear:
+        return PreparedLinear(
+            linear, linear.mult.to(self.device), self.backend.prepare(linear.weight)
+        )
+
     def _linear(
-        self, a: torch.Tensor, scale: TokenScale, layer: dict, name: str, frac_out: int
+        self, a: torch.Tensor, scale: TokenScale, p: PreparedLinear, frac_out: int
     ) -> torch.Tensor:
-        lin, mult, prepared = layer[name]
         shape = a.shape
-        acc = self.backend.matmul(a.reshape(-1, shape[-1]), prepared).reshape(*shape[:-1], -1)
-        return rescale(acc, lin, mult, scale, frac_out)
+        acc = self.backend.matmul(a.reshape(-1, shape[-1]), p.weight).reshape(*shape[:-1], -1)
+        return rescale(acc, p.linear, p.mult, scale, frac_out)
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         c = self.config
@@ -244,8 +260,8 @@ class ExactRunner:
         q_width = c.heads * c.head_dim
         kv_width = c.kv_heads * c.head_dim
         for i, layer in enumerate(self.layers):
-            a, scale = quantize_rms(h, layer["attn_norm"])
-            qkv = saturate(self._linear(a, scale, layer, "qkv", QKV[0]), QKV[1])
+            a, scale = quantize_rms(h, layer.attn_norm)
+            qkv = saturate(self._linear(a, scale, layer.qkv, QKV[0]), QKV[1])
             qk = qkv[..., : q_width + kv_width].reshape(b, t, c.heads + c.kv_heads, c.head_dim)
             qk = self._rope(qk, cos, sin)
             q = qk[:, :, : c.heads]
@@ -254,26 +270,23 @@ class ExactRunner:
             cache.keys[i][:, :, start:end] = k.permute(0, 2, 1, 3).to(torch.float64)
             cache.values[i][:, :, start:end] = v.permute(0, 2, 1, 3).to(torch.float64)
             attn = self._attention(q, cache, i, start, visible)
-            a, scale = quantize_plain(attn, QKV[0], layer["o"][0].exp + QKV[0] - RESIDUAL[0])
-            h = saturate(h + self._linear(a, scale, layer, "o", RESIDUAL[0]), RESIDUAL[1])
+            a, scale = quantize_plain(attn, QKV[0], layer.o.linear.exp + QKV[0] - RESIDUAL[0])
+            h = saturate(h + self._linear(a, scale, layer.o, RESIDUAL[0]), RESIDUAL[1])
 
-            a, scale = quantize_rms(h, layer["mlp_norm"])
-            gu = saturate(self._linear(a, scale, layer, "gate_up", GATE_UP[0]), GATE_UP[1])
+            a, scale = quantize_rms(h, layer.mlp_norm)
+            gu = saturate(self._linear(a, scale, layer.gate_up, GATE_UP[0]), GATE_UP[1])
             gate, up = gu[..., : c.intermediate], gu[..., c.intermediate :]
             index = round_shift(gate, GATE_UP[0] - SIGMOID_IN_BITS) + (
                 SIGMOID_RANGE << SIGMOID_IN_BITS
             )
             index = index.clamp(0, self.sigmoid.numel() - 1)
-            silu = round_shift(
-                gate * self.sigmoid[index], 16
-            )  # Q(12): |gate| < 2^28, sigmoid <= 2^16
-            hidden = saturate(silu * up, HIDDEN[1])  # Q(24)
-            a, scale = quantize_plain(
-                hidden, HIDDEN[0], layer["down"][0].exp + HIDDEN[0] - RESIDUAL[0]
-            )
-            h = saturate(h + self._linear(a, scale, layer, "down", RESIDUAL[0]), RESIDUAL[1])
+            # silu in Q(12): |gate| < 2^28, sigmoid <= 2^16; hidden in Q(24)
+            silu = round_shift(gate * self.sigmoid[index], 16)
+            hidden = saturate(silu * up, HIDDEN[1])
+            cap = layer.down.linear.exp + HIDDEN[0] - RESIDUAL[0]
+            a, scale = quantize_plain(hidden, HIDDEN[0], cap)
+            h = saturate(h + self._linear(a, scale, layer.down, RESIDUAL[0]), RESIDUAL[1])
         cache.length = end
         h = h[:, t - logit_rows :]
         a, scale = quantize_rms(h, self.final_norm)
-        head = (self.model.embed, self.embed_mult, self.head)
-        return saturate(self._linear(a, scale, {"head": head}, "head", LOGITS[0]), LOGITS[1])
+        return saturate(self._linear(a, scale, self.head, LOGITS[0]), LOGITS[1])

@@ -67,7 +67,8 @@ class Int8Backend(Backend):
         if self.device.type == "cuda" and 2 * m <= 16:
             rows = torch.cat([rows, rows.new_zeros((17 - 2 * m, rows.shape[1]))])
         out = torch._int_mm(rows, prepared)
-        return out[:m].to(torch.int64) * 128 + out[m : 2 * m]
+        result: torch.Tensor = out[:m].to(torch.int64) * 128 + out[m : 2 * m]
+        return result
 
 
 class Fp32Backend(Backend):
@@ -89,13 +90,10 @@ class Fp32Backend(Backend):
             )
         hi, lo = split_codes(a)
         hi, lo = hi.to(torch.float32), lo.to(torch.float32)
-        out = None
+        out = torch.zeros((a.shape[0], prepared[0][2].shape[1]), dtype=torch.int64, device=a.device)
         for start, end, w in prepared:
-            part = (hi[:, start:end] @ w).to(torch.int64) * 128 + (lo[:, start:end] @ w).to(
-                torch.int64
-            )
-            out = part if out is None else out + part
-        assert out is not None
+            out += (hi[:, start:end] @ w).to(torch.int64) * 128
+            out += (lo[:, start:end] @ w).to(torch.int64)
         return out
 
 
@@ -106,7 +104,8 @@ class Fp64Backend(Backend):
         return weight.to(self.device, torch.float64).t().contiguous()
 
     def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
-        return (a.to(torch.float64) @ prepared).to(torch.int64)
+        result: torch.Tensor = (a.to(torch.float64) @ prepared).to(torch.int64)
+        return result
 
 
 class Int64Backend(Backend):
@@ -116,11 +115,17 @@ class Int64Backend(Backend):
         return weight.to(self.device, torch.int64).t().contiguous()
 
     def matmul(self, a: torch.Tensor, prepared: Any) -> torch.Tensor:
-        return a @ prepared
+        result: torch.Tensor = a @ prepared
+        return result
 
 
 def make_backend(name: str, device: torch.device) -> Backend:
-    classes = {"int8": Int8Backend, "fp32": Fp32Backend, "fp64": Fp64Backend, "int64": Int64Backend}
+    classes: dict[str, type[Backend]] = {
+        "int8": Int8Backend,
+        "fp32": Fp32Backend,
+        "fp64": Fp64Backend,
+        "int64": Int64Backend,
+    }
     if name not in classes:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if device.type == "cuda" and name == "int64":

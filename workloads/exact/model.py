@@ -160,7 +160,7 @@ def serialise(model: ExactModel) -> bytes:
     config = json.dumps(asdict(model.config), sort_keys=True, separators=(",", ":"))
     data = pack([MAGIC, FORMAT_VERSION, config.encode(), model.tokenizer_json, tensors])
     model.sha256 = hashlib.sha256(data).digest()
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def deserialise(data: bytes, expect_sha256: bytes | None = None) -> ExactModel:
