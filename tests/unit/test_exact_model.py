@@ -237,3 +237,33 @@ def test_spec_states_the_pinned_hashes_and_table_sizes() -> None:
     stated = dict(re.findall(r"\| `(smollm2|tiny)` \| `([0-9a-f]{64})` \|", spec))
     assert stated == PINNED
     assert f"`i = 0 … {len(tables.exp_table()) - 1}`" in spec
+
+
+def test_saturation_is_one_outcome_on_every_backend(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    """Weights scaled to the format's limit drive every value to its bound: the pass must
+    saturate (specs/exact.md §3.0), not overflow, and all backends must agree."""
+    import copy
+
+    from workloads.exact.forward import LOGITS, QKV, RESIDUAL, quantize_plain, quantize_rms
+
+    loud = copy.deepcopy(tiny_model)
+    for layer in loud.layers:
+        for lin in (layer.qkv, layer.o, layer.gate_up, layer.down):
+            lin.exp = 16
+            lin.mult = torch.full_like(lin.mult, 1 << 16)
+        layer.attn_norm = torch.full_like(layer.attn_norm, (1 << 24) - 1)
+        layer.mlp_norm = torch.full_like(layer.mlp_norm, -((1 << 24) - 1))
+    loud.embed.exp = 16
+    prompt = encode_prompt(loud, PROMPTS[3])
+    outs = [_logits(ExactRunner(loud, b), prompt) for b in ("int8", "fp32", "fp64", "int64")]
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    assert outs[0].abs().max() <= (1 << LOGITS[1]) - 1
+
+    # the quantisers at the extremes of their inputs
+    h = torch.tensor([[(1 << RESIDUAL[1]) - 1, -((1 << RESIDUAL[1]) - 1), 0, 1] * 16])
+    a, scale = quantize_rms(h, torch.full((64,), (1 << 24) - 1))
+    assert a.abs().max() <= 4095 and int(scale.kappa.min()) >= 12
+    a, scale = quantize_plain(torch.tensor([[(1 << 47) - 1, 3, -5]]), 24, 8)
+    assert a.tolist() == [[4095, 0, 0]] and int(scale.kappa) == 15 + 24 - 8
+    q = torch.tensor([[(1 << QKV[1]) - 1] * 8])
+    assert quantize_plain(q, QKV[0], 20)[0].max() == 4095
