@@ -30,3 +30,6 @@ bench: setup
 	$(PY) bench/runner_overhead.py
 	$(PY) bench/coin_selection.py
 	$(PY) bench/calibrate.py --no-write
+	$(PY) bench/exact_identity.py
+	$(PY) bench/exact_quality.py
+	$(PY) bench/exact_speed.py

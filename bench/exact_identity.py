@@ -51,7 +51,7 @@ def child(args: argparse.Namespace) -> None:
     from workloads.exact import ExactRunner, encode_prompt, generate, load_exact_model, verify
     from workloads.store import BlobStore
 
-    threads, backend, _, mode = CONFIGS[args.child] if args.child in CONFIGS else (1, "int8", {}, args.child)
+    threads, backend, _, mode = CONFIGS.get(args.child, (1, "int8", {}, args.child))
     torch.set_num_threads(threads)
     device = "cuda" if mode == "cuda" else "cpu"
     model = load_exact_model(BlobStore(Path(args.store)), args.model)
@@ -66,12 +66,17 @@ def child(args: argparse.Namespace) -> None:
             gen = generate(runner, prompts[:1], [SEED], args.new_tokens, temp, stop_at_eos=False)[0]
             digests = gen.row_digests
             if mode == "verify":
-                verdict = verify(runner, prompts[0], SEED, gen.tokens, args.new_tokens, temp, stop_at_eos=False)
+                verdict = verify(
+                    runner, prompts[0], SEED, gen.tokens, args.new_tokens, temp, stop_at_eos=False
+                )
                 assert verdict.ok, verdict.reason
                 digests = verdict.row_digests
             out[str(temp)] = [gen.tokens, [d.hex() for d in digests]]
     if mode == "long":
-        text = " ".join(f"Patient {i} received chemotherapy cycle {i % 6 + 1} and reported fatigue." for i in range(80))
+        text = " ".join(
+            f"Patient {i} received chemotherapy cycle {i % 6 + 1} and reported fatigue."
+            for i in range(80)
+        )
         long = encode_prompt(model, text)[:900]
         gen = generate(runner, [long], [SEED], 8, 700, stop_at_eos=False)[0]
         verdict = verify(runner, long, SEED, gen.tokens, 8, 700, stop_at_eos=False)
@@ -80,10 +85,14 @@ def child(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--store", default=None, help="blob store (default: a cache under the temp dir)")
+    parser.add_argument(
+        "--store", default=None, help="blob store (default: a cache under the temp dir)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--cuda", action="store_true", help="also run int8 on CUDA")
     args = parser.parse_args()
@@ -98,8 +107,21 @@ def main() -> None:
     results: dict[str, dict] = {}
     for name, (_, _, env, _) in configs.items():
         started = time.perf_counter()
-        cmd = [sys.executable, __file__, "--model", args.model, "--new-tokens", str(args.new_tokens), "--store", args.store, "--child", name if name in CONFIGS else configs[name][3]]
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, check=False)
+        cmd = [
+            sys.executable,
+            __file__,
+            "--model",
+            args.model,
+            "--new-tokens",
+            str(args.new_tokens),
+            "--store",
+            args.store,
+            "--child",
+            name if name in CONFIGS else configs[name][3],
+        ]
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **env}, cwd=ROOT, check=False
+        )
         if done.returncode != 0:
             print(f"{name}: FAILED\n{done.stderr[-3000:]}")
             results[name] = {}
@@ -107,7 +129,9 @@ def main() -> None:
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  ran {name} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     reference = results["int8, 1 thread (reference)"]
-    print(f"model {args.model}, {args.new_tokens} new tokens, prompt 0 of {len(PROMPTS)}; each row its own process")
+    print(
+        f"model {args.model}, {args.new_tokens} new tokens, prompt 0 of {len(PROMPTS)}; each row its own process"
+    )
     print(f"{'configuration':45s} {'greedy digest':18s} {'sampled digest':18s} same")
     same_count = 0
     for name, res in results.items():
@@ -118,7 +142,9 @@ def main() -> None:
             import hashlib
 
             def digest(temp: str, res: dict = res) -> str:
-                return hashlib.sha256("".join(res[temp][1]).encode()).hexdigest()[:16] if res else "-"
+                return (
+                    hashlib.sha256("".join(res[temp][1]).encode()).hexdigest()[:16] if res else "-"
+                )
 
             ok = bool(res) and res == reference
             print(f"{name:45s} {digest('0'):18s} {digest('700'):18s} {'yes' if ok else 'NO'}")

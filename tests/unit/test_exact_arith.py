@@ -77,8 +77,12 @@ def test_isqrt_is_exact_floor_root() -> None:
 
 def test_isqrt48_is_exact_up_to_2_to_48() -> None:
     xs = _edge_and_random((1 << 48) + 1, signed=False)
-    roots = [RNG.randrange(1, 1 << 24) for _ in range(3000)] + [(1 << 24) - d for d in range(1, 200)]
-    xs += [r * r for r in roots] + [r * r - 1 for r in roots] + [(r + 1) * (r + 1) - 1 for r in roots]
+    roots = [RNG.randrange(1, 1 << 24) for _ in range(3000)] + [
+        (1 << 24) - d for d in range(1, 200)
+    ]
+    xs += (
+        [r * r for r in roots] + [r * r - 1 for r in roots] + [(r + 1) * (r + 1) - 1 for r in roots]
+    )
     xs += [1 << 48]
     assert arith.isqrt48(torch.tensor(xs)).tolist() == [math.isqrt(x) for x in xs]
 
