@@ -209,7 +209,7 @@ class ExactRunner:
         scores = scores.masked_fill(~visible, NEG)
         top = scores.amax(-1, keepdim=True)
         index = round_shift(top - scores, self.score_shift).clamp(max=self.exp_last)
-        weights = self.exp_f64[index]  # <= 2^20
+        weights = torch.take(self.exp_f64, index)  # <= 2^20 (take: a flat gather, faster than [])
         total = weights.sum(-1, keepdim=True).to(torch.int64)  # < 2048 * 2^20 = 2^31, exact
         mixed = torch.matmul(weights, values).to(torch.int64)  # |.| < 2^22 * total < 2^53
         out = round_div(mixed, total)
@@ -281,7 +281,7 @@ class ExactRunner:
             )
             index = index.clamp(0, self.sigmoid.numel() - 1)
             # silu in Q(12): |gate| < 2^28, sigmoid <= 2^16; hidden in Q(24)
-            silu = round_shift(gate * self.sigmoid[index], 16)
+            silu = round_shift(gate * torch.take(self.sigmoid, index), 16)
             hidden = saturate(silu * up, HIDDEN[1])
             cap = layer.down.linear.exp + HIDDEN[0] - RESIDUAL[0]
             a, scale = quantize_plain(hidden, HIDDEN[0], cap)

@@ -67,7 +67,8 @@ class Int8Backend(Backend):
         if self.device.type == "cuda" and 2 * m <= 16:
             rows = torch.cat([rows, rows.new_zeros((17 - 2 * m, rows.shape[1]))])
         out = torch._int_mm(rows, prepared)
-        result: torch.Tensor = out[:m].to(torch.int64) * 128 + out[m : 2 * m]
+        # recombined in int32 (|128 * hi_acc + lo_acc| < 2^30), widened once
+        result: torch.Tensor = (out[:m] * 128 + out[m : 2 * m]).to(torch.int64)
         return result
 
 

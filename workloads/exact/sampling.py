@@ -99,7 +99,7 @@ def choose(
     top = logits.amax(-1, keepdim=True)
     scaled = torch.div((top - logits) * 1000, temperature_milli, rounding_mode="floor")  # < 2^51
     index = round_shift(scaled, LOGITS[0] - EXP_IN_BITS).clamp(max=runner.exp_last)
-    cumulative = torch.cumsum(runner.exp_i64[index], dim=-1)  # < 2^20 * vocab
+    cumulative = torch.cumsum(torch.take(runner.exp_i64, index), dim=-1)  # < 2^20 * vocab
     totals = [int(z) for z in cumulative[:, -1]]
     targets = torch.tensor(
         [(u * z) >> 64 for u, z in zip(draws, totals, strict=True)],
