@@ -31,8 +31,9 @@ from tokenizers import Tokenizer
 from chain.hashing import tagged_hash
 from workloads.exact.arith import round_shift
 from workloads.exact.constants import MAX_SEED_BYTES, MAX_TEMPERATURE_MILLI
-from workloads.exact.forward import LOGITS, ExactRunner
+from workloads.exact.forward import ExactRunner
 from workloads.exact.model import ExactModel
+from workloads.exact.quant import LOGITS
 from workloads.exact.tables import EXP_IN_BITS
 
 TAG_SAMPLE = "fc/exact-sample"
