@@ -267,3 +267,12 @@ def test_saturation_is_one_outcome_on_every_backend(tiny_model) -> None:  # type
     assert a.tolist() == [[4095, 0, 0]] and int(kappa) == 15 + 24 - 8
     q = torch.tensor([[(1 << QKV[1]) - 1] * 8])
     assert quantize_plain(q, QKV[0], 20)[0].max() == 4095
+
+
+def test_verify_without_digests_gives_the_same_verdict(runner, honest) -> None:  # type: ignore[no-untyped-def]
+    prompt, tokens = honest
+    quick = verify(runner, prompt, SEED, tokens, MAX_NEW, 800, stop_at_eos=False, digests=False)
+    assert quick.ok and quick.row_digests == []
+    bad = [*tokens[:2], (tokens[2] + 7) % runner.config.vocab, *tokens[3:]]
+    quick = verify(runner, prompt, SEED, bad, MAX_NEW, 800, stop_at_eos=False, digests=False)
+    assert (quick.ok, quick.position, quick.expected) == (False, 2, tokens[2])

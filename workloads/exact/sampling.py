@@ -229,8 +229,10 @@ def verify(
     max_new: int,
     temperature_milli: int,
     stop_at_eos: bool = True,
+    digests: bool = True,
 ) -> Verdict:
-    """Check a claimed generation with one teacher-forced pass."""
+    """Check a claimed generation with one teacher-forced pass. ``digests=False`` skips
+    hashing the logit rows (a node checking a block needs only the verdict)."""
     check_sampling_args(seed, temperature_milli, max_new)
     _check_prompt(runner, prompt, max_new)
     c = runner.config
@@ -271,16 +273,15 @@ def verify(
         else [0] * len(checked)
     )
     expected = choose(runner, logits, temperature_milli, draws)
-    digests = [row_digest(row) for row in logits]
+    row_digests = [row_digest(row) for row in logits] if digests else []
     for j, (claimed, want) in enumerate(zip(checked, expected, strict=True)):
         if claimed != want:
-            return Verdict(
-                False, j, want, claimed, f"token {claimed} claimed, the rule gives {want}", digests
-            )
+            reason = f"token {claimed} claimed, the rule gives {want}"
+            return Verdict(False, j, want, claimed, reason, row_digests)
     if len(checked) < len(tokens):
         reason = f"tokens continue after EOS at position {len(checked) - 1}"
-        return Verdict(False, len(checked), reason=reason, row_digests=digests)
+        return Verdict(False, len(checked), reason=reason, row_digests=row_digests)
     if len(tokens) < max_new and not (stop_at_eos and tokens[-1] == eos):
         reason = f"{len(tokens)} tokens claimed without EOS, {max_new} required"
-        return Verdict(False, len(tokens), reason=reason, row_digests=digests)
-    return Verdict(True, row_digests=digests)
+        return Verdict(False, len(tokens), reason=reason, row_digests=row_digests)
+    return Verdict(True, row_digests=row_digests)
