@@ -195,6 +195,25 @@ def _load(ctx: click.Context, name: str, backend: str, device: str, quiet: bool)
         _fail(str(exc))
 
 
+def _prepare(
+    ctx: click.Context,
+    model: str,
+    backend: str,
+    device: str,
+    threads: int | None,
+    prompt: str,
+    chat: bool,
+    quiet: bool,
+) -> tuple[Any, list[int]]:
+    """What both commands start with: threads set, the model loaded, the prompt encoded."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    runner = _load(ctx, model, backend, device, quiet=quiet)
+    return runner, _encode(runner, prompt, chat)
+
+
 def _encode(runner: Any, prompt: str, chat: bool) -> list[int]:
     from workloads.exact import encode_prompt
 
@@ -247,14 +266,9 @@ def sample(
     """Generate one sequence from the prompt, drawn by the seed, and print its tokens, text
     and logits digest. Any node's `fc exact verify` with the same options re-checks it."""
     as_json = _as_json(ctx, json_)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    runner = _load(ctx, model, backend, device, quiet=as_json)
+    runner, ids = _prepare(ctx, model, backend, device, threads, prompt, chat, as_json)
     from workloads.exact import decode_text, generate
 
-    ids = _encode(runner, prompt, chat)
     started = time.perf_counter()
     try:
         (generation,) = generate(
@@ -330,14 +344,9 @@ def verify_cmd(
     """Check that --tokens are exactly what `fc exact sample` gives with the same options,
     in one teacher-forced pass: pass, or the first position that differs."""
     as_json = _as_json(ctx, json_)
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    runner = _load(ctx, model, backend, device, quiet=as_json)
+    runner, ids = _prepare(ctx, model, backend, device, threads, prompt, chat, as_json)
     from workloads.exact import verify
 
-    ids = _encode(runner, prompt, chat)
     started = time.perf_counter()
     try:
         verdict = verify(
