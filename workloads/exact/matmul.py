@@ -63,9 +63,12 @@ class Int8Backend(Backend):
         # weights, so twice the rows cost far less than twice the calls.
         m = a.shape[0]
         hi, lo = split_codes(a)
-        rows = torch.cat([hi, lo]).to(torch.int8)
-        if self.device.type == "cuda" and 2 * m <= 16:
-            rows = torch.cat([rows, rows.new_zeros((17 - 2 * m, rows.shape[1]))])
+        # on CUDA, _int_mm needs more than 16 rows: pad with zero rows
+        height = max(2 * m, 17) if self.device.type == "cuda" else 2 * m
+        make = torch.zeros if height > 2 * m else torch.empty
+        rows = make((height, a.shape[1]), dtype=torch.int8, device=a.device)
+        rows[:m] = hi  # the casts to int8 are exact: hi in [-32, 31], lo in [0, 127]
+        rows[m : 2 * m] = lo
         out = torch._int_mm(rows, prepared)
         # recombined in int32 (|128 * hi_acc + lo_acc| < 2^30), widened once
         result: torch.Tensor = (out[:m] * 128 + out[m : 2 * m]).to(torch.int64)
