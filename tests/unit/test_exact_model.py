@@ -255,7 +255,11 @@ def test_saturation_is_one_outcome_on_every_backend(tiny_model) -> None:  # type
         layer.mlp_norm = torch.full_like(layer.mlp_norm, -((1 << 24) - 1))
     loud.embed.exp = 16
     prompt = encode_prompt(loud, PROMPTS[3])
-    outs = [_logits(ExactRunner(loud, b), prompt) for b in ("int8", "fp32", "fp64", "int64")]
+    # checked=True asserts every declared width as the pass runs: the bounds hold at the extremes
+    outs = [
+        _logits(ExactRunner(loud, b, checked=True), prompt)
+        for b in ("int8", "fp32", "fp64", "int64")
+    ]
     assert all(torch.equal(outs[0], o) for o in outs[1:])
     assert outs[0].abs().max() <= (1 << LOGITS[1]) - 1
 
@@ -276,3 +280,17 @@ def test_verify_without_digests_gives_the_same_verdict(runner, honest) -> None: 
     bad = [*tokens[:2], (tokens[2] + 7) % runner.config.vocab, *tokens[3:]]
     quick = verify(runner, prompt, SEED, bad, MAX_NEW, 800, stop_at_eos=False, digests=False)
     assert (quick.ok, quick.position, quick.expected) == (False, 2, tokens[2])
+
+
+def test_checked_runs_assert_the_widths_and_change_nothing(tiny_model, runner) -> None:  # type: ignore[no-untyped-def]
+    prompts = _prompts(tiny_model)
+    checked = ExactRunner(tiny_model, "int8", checked=True)
+    seeds = [SEED] * len(prompts)
+    plain = generate(runner, prompts, seeds, MAX_NEW, 700, stop_at_eos=False)
+    assert [
+        g.digest for g in generate(checked, prompts, seeds, MAX_NEW, 700, stop_at_eos=False)
+    ] == [g.digest for g in plain]
+    from workloads.exact.arith import check_bound
+
+    with pytest.raises(AssertionError, match="13 bits, bound 12"):
+        check_bound(torch.tensor([4096]), 12, "codes")

@@ -69,7 +69,8 @@ def test_prefill_equals_decode_at_900_tokens(model, runner) -> None:  # type: ig
     pieces = _prefill(runner, long, [600, 250, 1, 1, 44])
     assert torch.equal(whole, pieces)
     out = generate(runner, [long], [SEED], 8, 700, stop_at_eos=False)[0]
-    verdict = verify(runner, long, SEED, out.tokens, 8, 700, stop_at_eos=False)
+    checked = ExactRunner(model, "int8", checked=True)  # every declared width asserted
+    verdict = verify(checked, long, SEED, out.tokens, 8, 700, stop_at_eos=False)
     assert verdict.ok and verdict.row_digests == out.row_digests
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 
 from workloads.exact import kernels as k
-from workloads.exact.arith import round_shift, saturate
+from workloads.exact.arith import check_bound, round_shift, saturate
 from workloads.exact.matmul import Backend, make_backend
 from workloads.exact.model import ExactModel, IntLinear
-from workloads.exact.quant import HIDDEN, LOGITS, QKV, RESIDUAL, rescale
+from workloads.exact.quant import ACT_BITS, HIDDEN, LOGITS, QKV, RESIDUAL, rescale
 from workloads.exact.tables import EXP_IN_BITS
 
 
@@ -53,8 +53,14 @@ class PreparedLayer:
 class ExactRunner:
     """An :class:`ExactModel` bound to a device and a matmul backend."""
 
-    def __init__(self, model: ExactModel, backend: str = "int8", device: str = "cpu") -> None:
+    def __init__(
+        self, model: ExactModel, backend: str = "int8", device: str = "cpu", checked: bool = False
+    ) -> None:
+        """``checked``: assert the declared widths of specs/exact.md §3 on every matmul
+        result, code tensor and attention sum as the pass runs (slower; for tests and for
+        anyone who doubts the bounds)."""
         self.model = model
+        self.checked = checked
         self.config = c = model.config
         self.device = torch.device(device)
         self.backend: Backend = make_backend(backend, self.device)
@@ -94,7 +100,15 @@ class ExactRunner:
     def _matmul(self, a: torch.Tensor, p: PreparedLinear) -> torch.Tensor:
         """The exact accumulator of codes ``a`` [..., K] times ``p`` (int64 [..., N])."""
         shape = a.shape
-        return self.backend.matmul(a.reshape(-1, shape[-1]), p.weight).reshape(*shape[:-1], -1)
+        acc = self.backend.matmul(a.reshape(-1, shape[-1]), p.weight).reshape(*shape[:-1], -1)
+        if self.checked:
+            check_bound(a, ACT_BITS - 1, "activation codes")  # |a| <= 4095 < 2^12
+            check_bound(acc, 30, "matmul accumulator")  # and mult, mu <= 2^16: products < 2^62
+        return acc
+
+    def _check(self, value: torch.Tensor, bits: int, what: str) -> None:
+        if self.checked:
+            check_bound(value, bits, what)
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         c = self.config
@@ -154,6 +168,7 @@ class ExactRunner:
         cos = self.rope_cos[positions].unsqueeze(2)  # [B, T, 1, hd]
         sin = self.rope_sin[positions].unsqueeze(2)
         a, mu, kappa = k.attn_in(h, self.layers[0].attn_norm)
+        self._check(mu, 17, "per-token scale mu")
         for i, layer in enumerate(self.layers):
             acc = self._matmul(a, layer.qkv)
             qk, v = k.qkv_out(
@@ -166,8 +181,11 @@ class ExactRunner:
             q = qk[:, :, : c.heads].to(torch.float64).view(b, t, c.kv_heads, group, c.head_dim)
             q = q.permute(0, 2, 3, 1, 4).reshape(b, c.kv_heads, group * t, c.head_dim)
             scores = torch.matmul(q, cache.keys[i][:, :, :end].transpose(-1, -2))  # exact, < 2^50
+            self._check(scores, 50, "attention scores")
             weights, total = k.softmax_weights(scores, visible, self.score_shift, self.exp_f64)
             mixed = torch.matmul(weights, cache.values[i][:, :, :end])  # exact, < 2^53
+            self._check(total, 31, "softmax total")
+            self._check(mixed, 53, "attention mix")
             cap = layer.o.linear.exp + QKV[0] - RESIDUAL[0]
             a, kappa = k.attn_out(mixed, total, c.heads, cap)
             acc = self._matmul(a, layer.o)
