@@ -19,7 +19,11 @@ How a job travels through this package, in order (specs/jobs.md):
    randomness and compares within the calibrated ``tolerances`` (specs/tolerances.md).
 
 Floating-point judgement lives here and only here: ``chain`` never sees a float, and
-whether a block is valid will never depend on what a GPU computed (DESIGN.md §2).
+whether a block is valid will never depend on what a GPU computed (specs/consensus.md).
+
+The subpackage ``exact`` is the exception that proves the rule: an integer-only model whose
+outputs are the same bits on every machine, so a node can check them by equality and
+consensus may depend on them (specs/exact.md).
 ``tampering`` and ``train.Deviation`` build dishonest workers for calibration and tests.
 
 Importing the package fixes the environment every runner needs before torch or
