@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run   - set everything up, then run the main job (a regtest node producing blocks with
-#                payments, then useful work: an embedding job and a training sweep, audited)
+#                payments, then useful work: an embedding job and a training sweep, audited,
+#                and one exact draw re-checked bit for bit)
 #   make test  - set everything up, then run the whole test suite
 PY := .venv/bin/python
 

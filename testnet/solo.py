@@ -10,7 +10,10 @@ blocks reproduces that commitment.
 
 Then the useful work that will mint coins under Proof of Benefit: an embedding job and a
 training sweep on the ``cancer-knowledge`` queue, each committed to a batch root and
-audited by re-executing a random sample (``--no-work`` skips it). Later issues grow this
+audited by re-executing a random sample; and one exact draw, the kind of work that will win
+blocks (specs/pob.md): the integer SmolLM2 answers a question from the standing
+cancer-knowledge prompt set, keyed by a seed, and a teacher-forced pass re-checks the
+answer bit for bit (specs/exact.md). ``--no-work`` skips all of it. Later issues grow this
 into a local network of ``fcd`` processes doing the work for each other.
 """
 
@@ -211,6 +214,51 @@ def useful_work(datadir: Path) -> bool:
     return all_passed
 
 
+def exact_draw(datadir: Path, model_name: str) -> bool:
+    """One lottery-style draw: a question chosen by the seed from the standing prompt set,
+    answered by the integer model (exactly 64 tokens, EOS an ordinary token), verified."""
+    import time
+
+    from workloads.exact import (
+        ExactRunner,
+        decode_text,
+        encode_prompt,
+        generate,
+        load_exact_model,
+        verify,
+    )
+    from workloads.exact.prompts import load_prompt_set
+    from workloads.store import BlobStore
+
+    store = BlobStore(datadir / "store")
+    console.print(f"[bold]exact work[/] (the block lottery's kind): integer {model_name}")
+    started = time.perf_counter()
+    model = load_exact_model(store, model_name)
+    console.print(
+        f"  model {model.sha256.hex()[:16]} ready in {time.perf_counter() - started:.1f} s"
+    )
+    runner = ExactRunner(model, "int8")
+    prompts = load_prompt_set()
+    seed = hashlib.sha256(b"fc-solo exact draw").digest()
+    question = prompts[int.from_bytes(seed, "big") % len(prompts)]
+    prompt = encode_prompt(model, question, chat=True)
+    started = time.perf_counter()
+    draw = generate(runner, [prompt], [seed], 64, 700, stop_at_eos=False)[0]
+    drawn = time.perf_counter() - started
+    started = time.perf_counter()
+    verdict = verify(runner, prompt, seed, draw.tokens, 64, 700, stop_at_eos=False, digests=False)
+    checked = time.perf_counter() - started
+    console.print(f"  question: {question}")
+    console.print(
+        f"  answer:   {decode_text(model, draw.tokens).strip()}", markup=False, highlight=False
+    )
+    console.print(
+        f"  draw of {len(draw.tokens)} tokens in {drawn:.2f} s; exact re-check "
+        f"{'pass' if verdict.ok else 'FAIL: ' + verdict.reason} in {checked:.2f} s"
+    )
+    return verdict.ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description="Run one regtest node that produces blocks and shows them."
@@ -220,11 +268,19 @@ def main() -> None:
     )
     parser.add_argument("--blocks", type=int, default=130, help="blocks to produce (default 130)")
     parser.add_argument("--no-work", action="store_true", help="skip the useful-work jobs")
+    parser.add_argument(
+        "--exact-model",
+        choices=["smollm2", "tiny"],
+        default="smollm2",
+        help="integer model of the exact draw (default smollm2; tiny is the regtest model)",
+    )
     args = parser.parse_args()
 
     def both(datadir: Path) -> int:
         status = run(datadir, args.blocks)
         if not args.no_work and not useful_work(datadir):
+            status = 1
+        if not args.no_work and not exact_draw(datadir, args.exact_model):
             status = 1
         return status
 
