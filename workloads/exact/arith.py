@@ -3,7 +3,7 @@
 Every function here maps integer tensors to integer tensors with a result defined by
 mathematics alone: the same inputs give the same bits on any CPU or GPU, any thread count,
 any torch build. Two of them use a float64 step as a fast route to an exact answer
-(``bit_length`` and ``isqrt``); both document why the float step cannot change the result.
+(``bit_length`` and ``isqrt48``); both document why the float step cannot change the result.
 
 Widths are asserted where the caller cannot know them statically; the callers in
 ``forward`` cite the bound that makes each product fit in int64 (specs/exact.md §3).
@@ -44,26 +44,15 @@ def bit_length(x: torch.Tensor) -> torch.Tensor:
     return exponent.to(torch.int64)
 
 
-def isqrt(n: torch.Tensor) -> torch.Tensor:
-    """``floor(sqrt(n))`` for each value of an int64 tensor with ``0 <= n < 2^62``.
-
-    A float64 square root gives an estimate within one of the answer for every ``n`` in
-    range (float64 keeps 53 bits, the root has at most 31); the two integer corrections
-    that follow make the result exact whatever the estimate's last bit was.
-    """
-    r = torch.sqrt(n.to(torch.float64)).to(torch.int64)
-    r = r - (r * r > n).to(torch.int64)
-    return r + ((r + 1) * (r + 1) <= n).to(torch.int64)
-
-
 def isqrt48(n: torch.Tensor) -> torch.Tensor:
     """``floor(sqrt(n))`` for ``0 <= n <= 2^48``, by one float64 square root.
 
-    Why no correction is needed: ``n`` converts to float64 exactly, and IEEE 754 requires
-    ``sqrt`` to be correctly rounded. The truncated result could only be wrong if the true
-    root lay below an integer ``k`` by less than half an ulp of ``k``; the nearest such
-    root is ``sqrt(k^2 - 1) > k - 1/k``, and ``1/k >= 2^-24`` exceeds half an ulp (``2^-29``)
-    for every ``k <= 2^24``. ``tests/unit/test_exact_arith.py`` checks the edges.
+    Why no correction is needed: ``n`` converts to float64 exactly and IEEE 754 requires
+    ``sqrt`` to be correctly rounded, which is monotone. A root at or above an integer ``k``
+    therefore rounds to at least ``k`` (``k`` is a float64). A root below ``k`` is at most
+    ``sqrt(k^2 - 1) < k - 1/(2k)``, and for ``k <= 2^24`` that gap, ``>= 2^-25``, exceeds half
+    an ulp of ``k`` (``<= 2^-30``), so it cannot round up to ``k``. Truncation then gives
+    ``floor(sqrt(n))``. ``tests/unit/test_exact_arith.py`` checks the edges.
     """
     return torch.sqrt(n.to(torch.float64)).to(torch.int64)
 

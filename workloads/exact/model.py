@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -254,20 +253,3 @@ def _assemble(config: ExactConfig, tokenizer_json: bytes, t: dict[str, torch.Ten
         final_norm=gain("final_norm"),
         tables=tables,
     )
-
-
-def describe(model: ExactModel) -> dict[str, Any]:
-    """A short summary for people (``fc exact`` prints it)."""
-    c = model.config
-    params = c.vocab * c.hidden + c.layers * (
-        c.hidden * (c.hidden + 2 * c.kv_heads * c.head_dim)
-        + c.hidden * c.hidden
-        + 3 * c.hidden * c.intermediate
-    )
-    return {
-        "name": c.name,
-        "sha256": model.sha256.hex(),
-        "layers": c.layers,
-        "hidden": c.hidden,
-        "params": params,
-    }
