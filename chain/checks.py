@@ -43,7 +43,7 @@ def check_transaction(tx: Transaction) -> None:
 
 
 def ticket_hash(prev_hash: bytes, worker_key: bytes, unit_counter: int) -> bytes:
-    """``H("fc/ticket" || P || w || n)``: the lottery draw of unit ``n`` (DESIGN §4.3)."""
+    """``H("fc/ticket" || P || w || n)``: the lottery draw of unit ``n`` (§4.3)."""
     return tagged_hash(TAG_TICKET, prev_hash + worker_key + unit_counter.to_bytes(8, "big"))
 
 

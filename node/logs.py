@@ -8,7 +8,7 @@ same lines for whoever started the daemon by hand.
 py-libp2p configures its own loggers when imported: without ``LIBP2P_DEBUG`` it cuts
 them off from the root logger, so its warnings would reach only bare stderr and never
 the log file. We reattach them at WARNING (their debug lines would drown ours); with
-``LIBP2P_DEBUG`` set, py-libp2p's own debug setup is left as it is (STACK.md).
+``LIBP2P_DEBUG`` set, py-libp2p's own debug setup is left as it is.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Deterministic torch settings for verified work (STACK.md, "Verification facts").
+"""Deterministic torch settings for verified work (specs/tolerances.md).
 
 Verified jobs run fp32 with every switch that trades exactness for speed turned off:
 TF32 matmuls and convolutions (which silently round fp32 inputs to 10-bit mantissas on

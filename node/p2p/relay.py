@@ -5,7 +5,7 @@ Two topics per network (specs/p2p.md §6)::
     /fc/<network>/blocks/1   one block header: "I have connected this block"
     /fc/<network>/txs/1      a batch of transactions "I have accepted into my mempool"
 
-Gossip carries only small things (STACK.md: gossipsub drops data silently past 1 MiB or
+Gossip carries only small things (py-libp2p's gossipsub drops data silently past 1 MiB or
 10 messages a second per peer and topic). A block travels as its *header*; whoever
 wants the body fetches it by request/response from the peer that announced it. Many
 transactions travel in one batch message, capped in bytes and count.

@@ -4,7 +4,7 @@
 
 * the **host**: py-libp2p over TCP, with Noise as the only security protocol and yamux
   as the only stream muxer (``new_host`` would otherwise also accept plaintext peers and
-  mplex, STACK.md), and the Ed25519 identity from the data directory (``identity.py``);
+  mplex), and the Ed25519 identity from the data directory (``identity.py``);
 * the **handshake** (``/fc/handshake/1``): every new connection exchanges a
   :class:`~node.p2p.messages.Hello` (network, genesis, protocol version, best tip, user
   agent) before anything else; a mismatch is refused with a logged reason and the

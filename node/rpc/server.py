@@ -1,6 +1,6 @@
 """Serving the app with hypercorn inside the node's own trio loop.
 
-``fcd`` runs one trio loop for everything (STACK.md): the p2p host, the index follower
+``fcd`` runs one trio loop for everything: the p2p host, the index follower
 and this server are tasks in one nursery, so a handler calls into the core and the
 network directly. :func:`serve_rpc` binds (port 0 picks a free port), reports the port
 it actually bound through ``task_status.started(port)`` so the caller can write it down,
