@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from chain.hashing import TAG_MERKLE_LEAF, TAG_MERKLE_NODE, tagged_hash
+from chain.hashing import TAG_MERKLE_LEAF, TAG_MERKLE_NODE
+from chain.merkle import merkle_root
 from workloads.exact.prompts import (
     MAX_PROMPT_CHARS,
     PROMPT_SET_FILE,
-    TAG_PROMPT,
     load_prompt_set,
     prompt_leaf,
     prompt_set_root,
@@ -22,7 +22,7 @@ from workloads.exact.prompts import (
 # The set is frozen once released (a new set is a new file), so its digests are pinned
 # here: an edit to the file, however small, fails these before it reaches chain params.
 V1_SHA256 = "3c848c278cf34e1ea1e0a2e61591be7e049fbd4ba20cf771ccec86ce625b70e0"
-V1_ROOT = "a775f48fb0f6e4e7a2393b52b77353e5280523c2201105afb95fcc0468de6dce"
+V1_ROOT = "c2d5fe7e425c5aac931314cc72000100865ab63a245f2aa270fedb154e13d5ce"
 
 MAX_TOKENS = 40  # a question on its own
 MAX_CHAT_TOKENS = 96  # the same question inside SmolLM2's chat template
@@ -58,9 +58,7 @@ def _reference_root(prompts: list[str]) -> bytes:
             split *= 2
         return tagged(TAG_MERKLE_NODE, root(leaves[:split]) + root(leaves[split:]))
 
-    return root(
-        [tagged(TAG_PROMPT, i.to_bytes(4, "big") + p.encode()) for i, p in enumerate(prompts)]
-    )
+    return root([hashlib.sha256(p.encode()).digest() for p in prompts])
 
 
 def test_digests_are_stable(prompts: list[str]) -> None:
@@ -71,12 +69,11 @@ def test_digests_are_stable(prompts: list[str]) -> None:
     assert prompt_set_sha256(PROMPT_SET_FILE).hex() == V1_SHA256
 
 
-def test_leaf_commits_to_index_and_text() -> None:
-    assert prompt_leaf(7, "Why?") == tagged_hash(TAG_PROMPT, b"\x00\x00\x00\x07Why?")
-    assert prompt_leaf(7, "Why?") != prompt_leaf(8, "Why?")
-    assert prompt_leaf(7, "Why?") != prompt_leaf(7, "Why ?")
-    with pytest.raises(ValueError, match="index"):
-        prompt_leaf(-1, "Why?")
+def test_root_is_the_inputs_root_of_a_job_over_the_prompts(prompts: list[str]) -> None:
+    """A job whose inputs are these prompts (UTF-8 blobs) names the same root."""
+    hashes = [hashlib.sha256(p.encode("utf-8")).digest() for p in prompts]
+    assert prompt_set_root(prompts) == merkle_root(hashes)
+    assert prompt_leaf("Why?") == hashlib.sha256(b"Why?").digest()
 
 
 def test_root_changes_with_any_edit_or_reordering(prompts: list[str]) -> None:

@@ -9,10 +9,11 @@ written for this project.
 The file ships in the repository and is frozen once released: a new set is a new file
 (``_v2``), never an edit. Two digests name it. The file's sha256
 (:func:`prompt_set_sha256`) is what chain params pin: a copy that differs by a single
-byte does not match it, so it can be refused before any prompt is drawn. The Merkle root over its prompts
-(:func:`prompt_set_root`) lets a block or a proof name one prompt by its index and a
-path, without carrying the whole set; each leaf commits to the index as well as the
-text, so a prompt cannot be proven at another position.
+byte does not match it, so it can be refused before any prompt is drawn. The Merkle root
+over its prompts (:func:`prompt_set_root`) lets a block or a proof name one prompt by its
+index and a path, without carrying the whole set (the path fixes the position). Its leaves
+are the sha256 of each prompt's UTF-8 bytes, the input hashes of the job framework, so the
+root is the ``inputs_root`` of a job whose inputs are these prompts.
 
 Loading validates the file strictly (UTF-8, no empty, duplicate or padded lines, at most
 :data:`MAX_PROMPT_CHARS` characters each) and refuses rather than repairs: two nodes that
@@ -25,13 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from chain.hashing import sha256, tagged_hash
+from chain.hashing import sha256
 from chain.merkle import merkle_root
 
 PROMPT_SET_FILE = Path(__file__).resolve().parent / "cancer_knowledge_v1.txt"
 MAX_PROMPT_CHARS = 400  # far above any question in the set; bounds what a leaf commits to
-MAX_PROMPTS = 65536  # indexes fit the 4-byte field of a leaf with room to spare
-TAG_PROMPT = "fc/prompt"  # a leaf of the prompt-set Merkle tree: index and text
+MAX_PROMPTS = 65536
 
 
 def load_prompt_set(path: Path | str = PROMPT_SET_FILE) -> list[str]:
@@ -75,16 +75,16 @@ def load_prompt_set(path: Path | str = PROMPT_SET_FILE) -> list[str]:
     return lines
 
 
-def prompt_leaf(index: int, text: str) -> bytes:
-    """The Merkle leaf of prompt ``index``: its position and its UTF-8 text, tagged."""
-    if not 0 <= index < MAX_PROMPTS:
-        raise ValueError(f"prompt index {index} is outside 0..{MAX_PROMPTS - 1}")
-    return tagged_hash(TAG_PROMPT, index.to_bytes(4, "big") + text.encode("utf-8"))
+def prompt_leaf(text: str) -> bytes:
+    """A prompt's leaf: the sha256 of its UTF-8 bytes, exactly the input hash a job names
+    (specs/jobs.md), so the set's root is the ``inputs_root`` of a job over these prompts."""
+    return sha256(text.encode("utf-8"))
 
 
 def prompt_set_root(prompts: Sequence[str]) -> bytes:
-    """The Merkle root over the set's leaves, in file order (chain/merkle.py)."""
-    return merkle_root([prompt_leaf(i, p) for i, p in enumerate(prompts)])
+    """The Merkle root over the prompts' leaves in file order (chain/merkle.py: leaves and
+    nodes are domain-separated, and a proof's path fixes the prompt's position)."""
+    return merkle_root([prompt_leaf(p) for p in prompts])
 
 
 def prompt_set_sha256(path: Path | str = PROMPT_SET_FILE) -> bytes:
@@ -96,7 +96,6 @@ __all__ = [
     "MAX_PROMPTS",
     "MAX_PROMPT_CHARS",
     "PROMPT_SET_FILE",
-    "TAG_PROMPT",
     "load_prompt_set",
     "prompt_leaf",
     "prompt_set_root",
