@@ -67,6 +67,10 @@ class Kind(StrEnum):
     EMBED = "embed"
     GENERATE = "generate"
     TRAIN = "train"
+    SAMPLE = "sample"  # exact work: integer-only sampling, checked by equality (specs/exact.md)
+
+
+KIND_NAMES = ", ".join(k.value for k in Kind)
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "bert-minilm-l6-h384": Architecture(Kind.EMBED, 22_713_216),
     "llama-smollm2-135m": Architecture(Kind.GENERATE, 134_515_008),
     "mlp-breast-cancer": Architecture(Kind.TRAIN, 0),  # depends on width: mlp_parameters
+    # The integer models of specs/exact.md; a sample job's ``weights`` is the artifact hash.
+    "exact-smollm2-135m": Architecture(Kind.SAMPLE, 134_515_008),
+    "exact-tiny": Architecture(Kind.SAMPLE, 3_219_456),
 }
 MLP_FEATURES = 30
 
@@ -112,6 +119,13 @@ PARAMS: dict[Kind, dict[str, ParamRule]] = {
         # from (seed, item, position), so one teacher-forced pass can check every token.
         "temperature_milli": ParamRule(0, 10_000),
     },
+    Kind.SAMPLE: {
+        "max_prompt_tokens": ParamRule(1, 1024),
+        "max_new_tokens": ParamRule(1, 1024),
+        # 0: greedy; otherwise exact inverse-CDF sampling at temperature / 1000
+        "temperature_milli": ParamRule(0, 65535),
+        "stop_at_eos": ParamRule(0, 1),  # 0: exactly max_new_tokens tokens, EOS ordinary
+    },
     Kind.TRAIN: {
         "dataset": ParamRule(bytes_len=32),  # sha256 of the dataset blob in the store
         "steps": ParamRule(1, 100_000),
@@ -121,8 +135,15 @@ PARAMS: dict[Kind, dict[str, ParamRule]] = {
         "holdout_permille": ParamRule(50, 500),
     },
 }
-DTYPES = ("fp32",)
-TOLERANCES = ("default",)
+# Float work runs fp32 and is audited within the calibrated "default" profile; exact work
+# runs in integers and is checked by equality.
+DTYPES = {Kind.EMBED: "fp32", Kind.GENERATE: "fp32", Kind.TRAIN: "fp32", Kind.SAMPLE: "int"}
+TOLERANCES = {
+    Kind.EMBED: "default",
+    Kind.GENERATE: "default",
+    Kind.TRAIN: "default",
+    Kind.SAMPLE: "exact",
+}
 
 
 @dataclass(frozen=True)
@@ -187,7 +208,7 @@ class JobSpec:
         arch = ARCHITECTURES[self.arch]
         if self.kind is Kind.EMBED:
             return 2 * arch.parameters * self.param("max_tokens")
-        if self.kind is Kind.GENERATE:
+        if self.kind in (Kind.GENERATE, Kind.SAMPLE):
             tokens = self.param("max_prompt_tokens") + self.param("max_new_tokens")
             return 2 * arch.parameters * tokens
         weights = mlp_parameters(self.param("max_width"))
@@ -202,7 +223,7 @@ class JobSpec:
 def check_job_spec(spec: JobSpec) -> None:
     """Every rule of specs/jobs.md §3 that needs only the spec itself."""
     if spec.kind not in PARAMS:
-        raise InvalidJobSpec(JobError.KIND, f"kind {spec.kind!r} is not embed, generate or train")
+        raise InvalidJobSpec(JobError.KIND, f"kind {spec.kind!r} is not one of {KIND_NAMES}")
     arch = ARCHITECTURES.get(spec.arch)
     if arch is None:
         raise InvalidJobSpec(
@@ -240,13 +261,14 @@ def check_job_spec(spec: JobSpec) -> None:
             )
     if spec.kind is Kind.TRAIN and spec.param("checkpoint_every") > spec.param("steps"):
         raise InvalidJobSpec(JobError.PARAM_RANGE, "checkpoint_every exceeds steps")
-    if spec.dtype not in DTYPES:
+    if spec.dtype != DTYPES[spec.kind]:
         raise InvalidJobSpec(
-            JobError.DTYPE, f"dtype {spec.dtype!r}: verified jobs run {', '.join(DTYPES)}"
+            JobError.DTYPE, f"dtype {spec.dtype!r}: {spec.kind.value} jobs run {DTYPES[spec.kind]}"
         )
-    if spec.tolerance not in TOLERANCES:
+    if spec.tolerance != TOLERANCES[spec.kind]:
         raise InvalidJobSpec(
-            JobError.TOLERANCE, f"tolerance profile {spec.tolerance!r} unknown ({TOLERANCES})"
+            JobError.TOLERANCE,
+            f"tolerance profile {spec.tolerance!r}: {spec.kind.value} jobs use {TOLERANCES[spec.kind]!r}",
         )
     if not 0 <= spec.seed <= UINT64_MAX:
         raise InvalidJobSpec(JobError.MALFORMED, "seed is a u64")
@@ -269,9 +291,7 @@ def decode_job_spec(data: bytes) -> JobSpec:
     try:
         kind = Kind(f[1])
     except ValueError:
-        raise InvalidJobSpec(
-            JobError.KIND, f"kind {f[1]!r} is not embed, generate or train"
-        ) from None
+        raise InvalidJobSpec(JobError.KIND, f"kind {f[1]!r} is not one of {KIND_NAMES}") from None
     params: dict[str, int | bytes] = {}
     names = []
     for pair in f[6]:

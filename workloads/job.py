@@ -28,7 +28,16 @@ from types import ModuleType
 from typing import Any
 
 from chain.encoding import pack, unpack_canonical
-from chain.jobs import ARCHITECTURES, InvalidJobSpec, JobSpec, Kind, decode_job_spec
+from chain.jobs import (
+    ARCHITECTURES,
+    DTYPES,
+    KIND_NAMES,
+    TOLERANCES,
+    InvalidJobSpec,
+    JobSpec,
+    Kind,
+    decode_job_spec,
+)
 from chain.merkle import merkle_root
 from workloads import commit, tolerances
 from workloads.audit import Verdict
@@ -50,6 +59,10 @@ def kind_module(kind: Kind) -> ModuleType:
         from workloads import generate
 
         return generate
+    if kind is Kind.SAMPLE:
+        from workloads import sample
+
+        return sample
     from workloads import train
 
     return train
@@ -70,6 +83,7 @@ DEFAULT_MODEL = {
     Kind.EMBED: "bert-minilm-l6-h384",
     Kind.GENERATE: "llama-smollm2-135m",
     Kind.TRAIN: "mlp-breast-cancer",
+    Kind.SAMPLE: "exact-smollm2-135m",
 }
 
 
@@ -91,7 +105,7 @@ def prepare_job(store: BlobStore, description: dict[str, Any]) -> tuple[JobSpec,
         kind = Kind(description.get("kind"))
     except ValueError:
         raise JobFileError(
-            f"kind {description.get('kind')!r}: expected embed, generate or train"
+            f"kind {description.get('kind')!r}: expected one of {KIND_NAMES}"
         ) from None
     known = {"kind", "model", "inputs", "params", "unit_size", "seed", "tolerance", "dtype"}
     unknown = set(description) - known
@@ -111,6 +125,15 @@ def prepare_job(store: BlobStore, description: dict[str, Any]) -> tuple[JobSpec,
     if kind is Kind.TRAIN:
         params["dataset"] = import_breast_cancer(store)
         weights = hashlib.sha256(b"fc/mlp-breast-cancer/untrained").digest()
+    elif kind is Kind.SAMPLE:
+        from workloads.exact import load_exact_model
+        from workloads.sample import MODEL_NAMES
+
+        if arch not in MODEL_NAMES:
+            raise JobFileError(
+                f"model {arch!r} does not run sample jobs (use {sorted(MODEL_NAMES)})"
+            )
+        weights = load_exact_model(store, MODEL_NAMES[arch]).sha256
     else:
         weights = import_packaged_model(store, arch)
     hashes = [store.put(blob) for blob in blobs]
@@ -122,8 +145,8 @@ def prepare_job(store: BlobStore, description: dict[str, Any]) -> tuple[JobSpec,
         items=len(blobs),
         params=params,
         unit_size=int(description.get("unit_size", 8)),
-        dtype=str(description.get("dtype", "fp32")),
-        tolerance=str(description.get("tolerance", "default")),
+        dtype=str(description.get("dtype", DTYPES[kind])),
+        tolerance=str(description.get("tolerance", TOLERANCES[kind])),
         seed=int(description.get("seed", 0)),
     )
     spec = decode_job_spec(spec.encoded)  # every rule of chain.jobs, on the canonical bytes

@@ -36,7 +36,11 @@ class TrainTolerance:
 GENERATE = GenerateTolerance(margin=1e-3, logprob=5e-4)
 TRAIN = TrainTolerance(replay=1e-3, metric=1e-5)
 
+# Exact work has no tolerance: an item passes only if every token is equal.
+EXACT = None
+
 PROFILES: dict[str, dict[str, object]] = {
+    "sample": {"exact": EXACT},
     "embed": {"default": EMBED},
     "generate": {"default": GENERATE},
     "train": {"default": TRAIN},
