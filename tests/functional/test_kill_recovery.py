@@ -130,11 +130,14 @@ def inspect(datadir: Path, builder: LedgerBuilder, refs: dict[bytes, bytes]) -> 
 
 
 def start_child(datadir: Path, blocks_file: Path) -> subprocess.Popen[bytes]:
+    # Unbuffered: a buffered readline could swallow "done" along with "ready" when the child
+    # has nothing left to feed, and communicate() reads past Python's buffer.
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), str(datadir), str(blocks_file)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        bufsize=0,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
