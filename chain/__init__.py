@@ -7,7 +7,7 @@ How a block travels through this package, in order:
    value has exactly one byte string and one hash. Failures raise ``DecodeError``.
 2. **Context-free checks** (``checks``). Everything decidable from the block alone: sizes,
    the coinbase, amounts and running sums, duplicate inputs and transactions, the Merkle
-   root over wtxids, the ticket and the producer's signature. Cheap, so garbage dies early.
+   root over wtxids, the draw's shape and hash, and the producer's signature. Cheap, so garbage dies early.
 3. **Header in context** (``contextual.check_header_contextual``). Height, median time
    past, the timewarp bound, the 2-hour future limit (a retryable ``BlockTooNew``), and the
    ASERT target (``difficulty``).

@@ -2,9 +2,9 @@
 
 Wire form (specs/encoding.md §4)::
 
-    header = [version, prev_hash, merkle_root, benefit_root, time, target, height,
-              ticket, producer_sig]
-    ticket = [worker_key: bin32, unit_counter: uint64, batch_root: bin32, certificate_hash: bin32]
+    header = [version = 2, prev_hash, merkle_root, benefit_root, time, target, height,
+              work, producer_sig]
+    work   = [worker_key: bin32, counter: uint64, tokens: bin (4 bytes per token)]
     block  = [header, [tx...]]
 
 ``target`` is a 32-byte big-endian integer: no compact "bits" form, so the value the
@@ -12,9 +12,10 @@ difficulty rule computes is the value compared, with no rounding in between.
 
 The block hash covers the whole header, signature included. The producer signs the
 header *without* the signature, prefixed by the network magic, so a header signed for one
-network is worthless on another. The ticket says which work won the block; until Proof
-of Benefit lands, a ticket is a bare lottery draw over the unit counter (see
-``checks.check_header`` and specs/consensus.md §4.3).
+network is worthless on another. The work fields say which draw won the block: the
+worker's key and counter enter the draw's seed, and the tokens are its output
+(chain/lottery.py, specs/pob.md §2). The tokens are the header's only field the seed
+does not cover.
 """
 
 from __future__ import annotations
@@ -32,19 +33,23 @@ from chain.encoding import (
     unpack_canonical,
 )
 from chain.hashing import TAG_BLOCK, TAG_HEADER_SIG, tagged_hash
+from chain.lottery import MAX_WORK_TOKENS, TOKEN_BYTES
 from chain.transaction import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, Transaction, tx_from_wire
 
 MAX_BLOCK_SIZE = 2_000_000  # bytes of one encoded block (consensus)
 MAX_BLOCK_TXS = 20_000  # decoder bound; MAX_BLOCK_SIZE is tighter in practice
-HEADER_SIZE_LIMIT = 400  # an encoded header is 310 to 334 bytes
-BLOCK_VERSION = 1
+# An encoded header is 242 to 266 bytes plus its tokens (4 bytes each, at most
+# MAX_WORK_TOKENS of them): at most 1,293 bytes.
+HEADER_SIZE_LIMIT = 1_300
+BLOCK_VERSION = 2
 
 
-class Ticket(NamedTuple):
-    worker_key: bytes
-    unit_counter: int
-    batch_root: bytes
-    certificate_hash: bytes
+class Work(NamedTuple):
+    """The draw that won the block (specs/pob.md §2)."""
+
+    worker_key: bytes  # x-only key; it signs the header
+    counter: int  # the worker's nonce: each value is another seed
+    tokens: bytes  # the draw's tokens, TOKEN_BYTES each, big-endian
 
 
 class BlockHeader(NamedTuple):
@@ -55,8 +60,23 @@ class BlockHeader(NamedTuple):
     time: int
     target: int
     height: int
-    ticket: Ticket
+    work: Work
     producer_sig: bytes
+
+    def draw_wire(self) -> list[Any]:
+        """The header without its work outputs (tokens) or signature: what a draw's seed
+        covers (chain/lottery.py ``draw_seed``)."""
+        return [
+            self.version,
+            self.prev_hash,
+            self.merkle_root,
+            self.benefit_root,
+            self.time,
+            self.target.to_bytes(32, "big"),
+            self.height,
+            self.work.worker_key,
+            self.work.counter,
+        ]
 
     def unsigned_wire(self) -> list[Any]:
         return [
@@ -67,7 +87,7 @@ class BlockHeader(NamedTuple):
             self.time,
             self.target.to_bytes(32, "big"),
             self.height,
-            list(self.ticket),
+            list(self.work),
         ]
 
     def to_wire(self) -> list[Any]:
@@ -86,12 +106,11 @@ class BlockHeader(NamedTuple):
 
 def header_from_wire(value: Any) -> BlockHeader:
     f = expect_list(value, "header", length=9)
-    t = expect_list(f[7], "header.ticket", length=4)
-    ticket = Ticket(
-        expect_bytes(t[0], "ticket.worker_key", length=PUBKEY_SIZE),
-        expect_int(t[1], "ticket.unit_counter", 0, UINT64_MAX),
-        expect_bytes(t[2], "ticket.batch_root", length=HASH_SIZE),
-        expect_bytes(t[3], "ticket.certificate_hash", length=HASH_SIZE),
+    w = expect_list(f[7], "header.work", length=3)
+    work = Work(
+        expect_bytes(w[0], "work.worker_key", length=PUBKEY_SIZE),
+        expect_int(w[1], "work.counter", 0, UINT64_MAX),
+        expect_bytes(w[2], "work.tokens", max_len=MAX_WORK_TOKENS * TOKEN_BYTES),
     )
     return BlockHeader(
         version=expect_int(f[0], "header.version", 0, UINT32_MAX),
@@ -101,7 +120,7 @@ def header_from_wire(value: Any) -> BlockHeader:
         time=expect_int(f[4], "header.time", 0, UINT64_MAX),
         target=int.from_bytes(expect_bytes(f[5], "header.target", length=32), "big"),
         height=expect_int(f[6], "header.height", 0, UINT32_MAX),
-        ticket=ticket,
+        work=work,
         producer_sig=expect_bytes(f[8], "header.producer_sig", length=SIGNATURE_SIZE),
     )
 

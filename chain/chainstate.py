@@ -6,6 +6,7 @@ Key layout (one ``plyvel.DB`` per node; prefixes keep the kinds apart)::
     b"i" + block hash         -> index entry     [header, chain work, status]
     b"b" + block hash         -> block bytes     every block we accepted, to serve and reindex
     b"u" + block hash         -> undo record     coins the block spent (connected blocks only)
+    b"j" + job id             -> lottery job     [spec, prompts, height] admitted on the active chain
     b"T"                      -> best block hash the tip the coin set corresponds to
     b"N"                      -> network name    refuse to open another network's data
 
@@ -26,6 +27,11 @@ disconnects to the fork point and connects forward; a block that fails to connec
 marked failed, with its descendants, and the search continues, possibly back to the
 chain we came from. The candidates are kept in a set pruned whenever the tip settles, so
 choosing costs the number of live rivals, not the size of the index.
+
+Work. Connecting a block first re-executes its winning draw through the ``verifier``
+given at construction (``chain.contextual.check_block_work``): the chainstate knows which
+lottery jobs are active, the verifier knows how to run the model. Blocks whose hashes
+were noted as ancestors of the network's assume-valid block skip that one check.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from chain.coins import Coin, CoinsOverlay, decode_coin, utxo_set_hash
 from chain.contextual import (
     ParentInfo,
     Undo,
+    check_block_work,
     check_header_contextual,
     connect_block,
     decode_undo,
@@ -53,13 +60,17 @@ from chain.contextual import (
 from chain.difficulty import block_work
 from chain.encoding import expect_bytes, expect_int, expect_list, pack, unpack_canonical
 from chain.errors import InvalidBlock, Reject, RuleError, UnknownParent
+from chain.hashing import tagged_hash
+from chain.jobs import TAG_JOB, decode_job_spec
+from chain.lottery import LotteryJob, WorkVerifier
 from chain.params import MEDIAN_TIME_SPAN, ChainParams
-from chain.transaction import OutPoint
+from chain.transaction import OutPoint, TxKind
 
 P_COIN = b"c"
 P_INDEX = b"i"
 P_BLOCK = b"b"
 P_UNDO = b"u"
+P_JOB = b"j"
 K_TIP = b"T"
 K_NETWORK = b"N"
 
@@ -104,6 +115,18 @@ def decode_index_entry(block_hash: bytes, data: bytes) -> IndexEntry:
     return IndexEntry(block_hash, header, work, status)
 
 
+def encode_job(job: LotteryJob) -> bytes:
+    return pack([job.spec.encoded, list(job.prompts or ()), job.confirmed_height])
+
+
+def decode_job(job_id: bytes, data: bytes, delay: int) -> LotteryJob:
+    f = expect_list(unpack_canonical(data, 1_000_000), "job", length=3)
+    spec = decode_job_spec(expect_bytes(f[0], "job.spec"))
+    prompts = tuple(str(p) for p in expect_list(f[1], "job.prompts"))
+    height = expect_int(f[2], "job.height", 0, 2**32 - 1)
+    return LotteryJob(job_id, spec, prompts, height, height + delay)
+
+
 class ChainUpdate(NamedTuple):
     """What one call changed on the active chain, oldest first in each list.
     The mempool and the network learn about validation only through these."""
@@ -117,10 +140,17 @@ class ChainstateError(Exception):
 
 
 class Chainstate:
-    def __init__(self, path: str | os.PathLike[str], params: ChainParams) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], params: ChainParams, verifier: WorkVerifier
+    ) -> None:
         self.params = params
+        self.verifier = verifier
         self.db = plyvel.DB(os.fspath(path), create_if_missing=True)
         self.index: dict[bytes, IndexEntry] = {}
+        # Lottery jobs admitted on the active chain by id (the standing job is not stored).
+        self.lottery_jobs: dict[bytes, LotteryJob] = {}
+        # Hashes of the assume-valid block and its ancestors, once their headers are known.
+        self.assumed_valid: set[bytes] = set()
         self.active: list[bytes] = []  # active chain: hash by height
         # Blocks that may beat the tip: every block with data and no failed ancestor whose
         # (work, arrival) is at least the tip's when the tip last settled. Kept so that
@@ -167,6 +197,14 @@ class Chainstate:
             batch.put(K_NETWORK, self.params.name.encode())
 
     def _load(self) -> None:
+        delay = self.params.lottery.activation_delay
+        for key, value in self.db.iterator(prefix=P_JOB):
+            try:
+                self.lottery_jobs[key[1:]] = decode_job(key[1:], value, delay)
+            except (RuleError, ValueError) as exc:
+                raise ChainstateError(
+                    f"damaged lottery job record {key[1:].hex()}: {exc}"
+                ) from None
         for key, value in self.db.iterator(prefix=P_INDEX):
             block_hash = key[1:]
             try:
@@ -247,6 +285,44 @@ class Chainstate:
             cursor = self.index[cursor.prev_hash]
         return ParentInfo(entry.hash, entry.height, entry.header.time, median_time_past(times))
 
+    def jobs_for_child(self) -> list[LotteryJob]:
+        """Every lottery job admitted up to the tip, the standing one first: what a block
+        on the tip draws from once ``chain.lottery.active_jobs`` filters them by height."""
+        return [self.params.lottery.standing_job, *self.lottery_jobs.values()]
+
+    def note_assumed_valid(self, header_hashes: list[bytes]) -> int:
+        """Given the hashes of a checked, linked header chain in order, remember the
+        assume-valid block and the ancestors among them: their draws are not
+        re-executed. Returns how many hashes were added."""
+        target = self.params.assume_valid
+        if target is None or target not in header_hashes:
+            return 0
+        end = header_hashes.index(target) + 1
+        before = len(self.assumed_valid)
+        self.assumed_valid.update(header_hashes[:end])
+        return len(self.assumed_valid) - before
+
+    def _check_work(self, block: Block) -> None:
+        if block.hash in self.assumed_valid:
+            return
+        check_block_work(block, self.params, self.jobs_for_child(), self.verifier)
+
+    def _connect(self, block: Block) -> Any:
+        """The checks and coin changes of connecting ``block`` on the tip (nothing written)."""
+        self._check_work(block)
+        return connect_block(block, _ReadOnce(self), self.params, known_jobs=self._known_job_ids())
+
+    def known_job_ids(self) -> set[bytes]:
+        """Ids of every lottery job admitted up to the tip, the standing one included."""
+        return self._known_job_ids()
+
+    def _known_job_ids(self) -> set[bytes]:
+        return {self.params.lottery.standing_job.job_id, *self.lottery_jobs}
+
+    def _write_jobs(self, batch: Any, jobs: list[LotteryJob]) -> None:
+        for job in jobs:
+            batch.put(P_JOB + job.job_id, encode_job(job))
+
     def iter_coins(self) -> Iterator[tuple[bytes, bytes]]:
         """``(outpoint key, coin bytes)`` in key order."""
         for key, value in self.db.iterator(prefix=P_COIN):
@@ -324,7 +400,7 @@ class Chainstate:
         it then go in *one* batch (one fsync instead of two); a block that fails to connect
         is stored marked failed, exactly as the general path would leave it."""
         try:
-            result = connect_block(block, _ReadOnce(self), self.params)
+            result = self._connect(block)
         except InvalidBlock:
             entry.status |= BlockStatus.FAILED
             with self.db.write_batch(transaction=True, sync=True) as batch:
@@ -336,9 +412,11 @@ class Chainstate:
             batch.put(P_BLOCK + block.hash, block.encoded)
             batch.put(P_INDEX + block.hash, entry.encode())
             self._write_coins(batch, result.overlay)
+            self._write_jobs(batch, result.jobs)
             batch.put(P_UNDO + block.hash, result.undo.encode())
             batch.put(K_TIP, block.hash)
         self.index[block.hash] = entry
+        self.lottery_jobs.update((j.job_id, j) for j in result.jobs)
         self.active.append(block.hash)
         self._candidates = {block.hash}
         update = ChainUpdate([], [block])
@@ -422,11 +500,13 @@ class Chainstate:
             block = self.get_block(entry.hash)
         if block is None:
             raise ChainstateError(f"block {entry.hash.hex()} has no data")
-        result = connect_block(block, _ReadOnce(self), self.params)
+        result = self._connect(block)
         with self.db.write_batch(transaction=True, sync=True) as batch:
             self._write_coins(batch, result.overlay)
+            self._write_jobs(batch, result.jobs)
             batch.put(P_UNDO + entry.hash, result.undo.encode())
             batch.put(K_TIP, entry.hash)
+        self.lottery_jobs.update((j.job_id, j) for j in result.jobs)
         self.active.append(entry.hash)
         return block
 
@@ -439,10 +519,20 @@ class Chainstate:
         if block is None or undo_bytes is None:
             raise ChainstateError(f"block or undo data of {entry.hash.hex()} missing")
         overlay = disconnect_block(block, decode_undo(undo_bytes), self)
+        # A job-submit only ever adds its job: undoing it removes the job again.
+        job_ids = [
+            tagged_hash(TAG_JOB, tx.payload[0])
+            for tx in block.transactions
+            if tx.kind == TxKind.JOB_SUBMIT
+        ]
         with self.db.write_batch(transaction=True, sync=True) as batch:
             self._write_coins(batch, overlay)
+            for job_id in job_ids:
+                batch.delete(P_JOB + job_id)
             batch.delete(P_UNDO + entry.hash)
             batch.put(K_TIP, entry.prev_hash)
+        for job_id in job_ids:
+            self.lottery_jobs.pop(job_id, None)
         self.active.pop()
         return block
 
@@ -475,7 +565,7 @@ class Chainstate:
         to genesis, clear failure marks, and connect the most-work chain again."""
         genesis = self.params.genesis
         with self.db.write_batch(transaction=True, sync=True) as batch:
-            for prefix in (P_COIN, P_UNDO):
+            for prefix in (P_COIN, P_UNDO, P_JOB):
                 for key in self.db.iterator(prefix=prefix, include_value=False):
                     batch.delete(key)
             overlay = CoinsOverlay(_EmptyView())
@@ -488,6 +578,7 @@ class Chainstate:
                     entry.status &= ~(BlockStatus.FAILED | BlockStatus.FAILED_PARENT)
                     batch.put(P_INDEX + entry.hash, entry.encode())
         self.active = [genesis.hash]
+        self.lottery_jobs.clear()
         self._reset_candidates()
         return self.activate_best_chain()
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from chain.amounts import MAX_MONEY
 from chain.block import BLOCK_VERSION, MAX_BLOCK_SIZE, Block, BlockHeader
 from chain.errors import InvalidBlock, InvalidTransaction, Reject
-from chain.hashing import TAG_TICKET, tagged_hash
 from chain.kinds import check_payload
+from chain.lottery import check_work_pow, check_work_shape, draw_seed
 from chain.merkle import EMPTY_ROOT, merkle_root
 from chain.params import ChainParams
 from chain.schnorr import verify
@@ -42,28 +42,27 @@ def check_transaction(tx: Transaction) -> None:
         raise InvalidTransaction(Reject.TX_INPUTS_DUPLICATE, "an outpoint is spent twice")
 
 
-def ticket_hash(prev_hash: bytes, worker_key: bytes, unit_counter: int) -> bytes:
-    """``H("fc/ticket" || P || w || n)``: the lottery draw of unit ``n`` (§4.3)."""
-    return tagged_hash(TAG_TICKET, prev_hash + worker_key + unit_counter.to_bytes(8, "big"))
+def header_seed(header: BlockHeader, params: ChainParams) -> bytes:
+    """The seed of the header's draw (specs/pob.md §2)."""
+    return draw_seed(params.magic, header.draw_wire())
 
 
 def check_header(header: BlockHeader, params: ChainParams) -> None:
-    """§4.1–4.4: version, target range, winning ticket and producer signature."""
-    if header.version != BLOCK_VERSION:
+    """§4.1–4.4: version, target range, the draw's shape and hash, producer signature.
+
+    Everything here is cheap (hashes and one signature), so a header can be judged
+    before its block is fetched; whether the tokens are really the model's draw is
+    checked when the block connects (``chain.contextual.check_block_work``).
+    """
+    if header.version != BLOCK_VERSION:  # §4.1
         raise InvalidBlock(Reject.BLK_VERSION, f"version {header.version}")
-    if not 1 <= header.target <= params.max_target:
+    if not 1 <= header.target <= params.max_target:  # §4.2
         raise InvalidBlock(Reject.TARGET_RANGE, "target outside [1, max_target]")
-    t = header.ticket
-    draw = int.from_bytes(ticket_hash(header.prev_hash, t.worker_key, t.unit_counter), "big")
-    if draw > header.target:
-        raise InvalidBlock(Reject.TICKET, "ticket does not meet the target")
-    if t.batch_root != EMPTY_ROOT or t.certificate_hash != EMPTY_ROOT:
-        # Until Proof of Benefit gives them meaning they must be zero, so no block can
-        # smuggle data into fields that PoB will later interpret.
-        raise InvalidBlock(
-            Reject.TICKET, "batch root and certificate hash must be empty before PoB"
-        )
-    if not verify(t.worker_key, header.producer_sig, header.signing_message(params.magic)):
+    check_work_shape(header.work.tokens, params.lottery)  # §4.3
+    check_work_pow(header_seed(header, params), header.work.tokens, header.target)  # §4.3
+    if not verify(  # §4.4
+        header.work.worker_key, header.producer_sig, header.signing_message(params.magic)
+    ):
         raise InvalidBlock(Reject.PRODUCER_SIG, "producer signature invalid for this network")
 
 

@@ -4,23 +4,34 @@
   times) and our clock, which enters only as the parameter ``now``.
 * :func:`check_tx_inputs` needs a coin view; it is shared by block connection and the
   mempool, so a transaction means the same thing in both.
-* :func:`connect_block` spends and creates coins in an overlay and returns the undo
-  record; :func:`disconnect_block` reverses it exactly.
+* :func:`check_block_work` re-executes the block's winning draw through the verifier
+  the caller passes in (the only expensive rule; chain/lottery.py).
+* :func:`connect_block` spends and creates coins in an overlay, admits lottery jobs, and
+  returns the undo record; :func:`disconnect_block` reverses it exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from concurrent.futures import Executor
 from typing import Any, NamedTuple
 
 from chain.amounts import MAX_MONEY
 from chain.block import Block, BlockHeader
+from chain.checks import header_seed
 from chain.coins import Coin, CoinsOverlay, CoinView, coin_from_wire
 from chain.difficulty import asert_target
 from chain.encoding import UINT32_MAX, expect_bytes, expect_int, expect_list, pack, unpack_canonical
 from chain.errors import BlockTooNew, InvalidBlock, InvalidTransaction, MissingInputs, Reject
 from chain.kinds import coinbase_height
+from chain.lottery import (
+    DrawTask,
+    LotteryJob,
+    WorkVerifier,
+    active_jobs,
+    check_job_submit,
+    check_work,
+)
 from chain.params import (
     MAX_FUTURE_BLOCK_TIME,
     MAX_TIMEWARP,
@@ -29,7 +40,7 @@ from chain.params import (
 )
 from chain.schnorr import verify_batch
 from chain.sighash import sighashes
-from chain.transaction import OutPoint, Transaction, TxOut
+from chain.transaction import OutPoint, Transaction, TxKind, TxOut
 
 
 class ParentInfo(NamedTuple):
@@ -50,7 +61,7 @@ def median_time_past(times: Sequence[int]) -> int:
 def next_target(params: ChainParams, parent_time: int, parent_height: int) -> int:
     """§5.5: the target the child of this parent must carry."""
     if params.no_retarget:
-        return params.genesis_target
+        return params.block_target or params.genesis_target
     return asert_target(
         params.genesis_target,
         params.genesis_time,
@@ -85,6 +96,31 @@ def check_header_contextual(
     expected = next_target(params, parent.time, parent.height)
     if header.target != expected:  # §5.5
         raise InvalidBlock(Reject.TARGET_WRONG, "target does not follow ASERT")
+
+
+def check_block_work(
+    block: Block, params: ChainParams, jobs: Sequence[LotteryJob], verifier: WorkVerifier
+) -> DrawTask:
+    """§5.10: the block's tokens are the exact draw its header's seed gives, on a prompt
+    of the lottery jobs active at its height (``jobs``: every job admitted on the chain
+    up to its parent, the standing one included). Returns the draw that was checked."""
+    header = block.header
+    live = active_jobs(jobs, header.height)
+    return check_work(header_seed(header, params), header.work.tokens, live, verifier)
+
+
+def admit_lottery_job(
+    tx: Transaction, height: int, params: ChainParams, known: Container[bytes]
+) -> LotteryJob:
+    """§3.7: a steward's job-submit admits a lottery job, drawable ``activation_delay``
+    blocks later. ``known``: the ids of the jobs already admitted on this chain."""
+    submit = check_job_submit(tx, params.magic, params.lottery)
+    job_id = submit.spec.job_id
+    if job_id in known:
+        raise InvalidTransaction(Reject.JOB_DUPLICATE, f"job {job_id.hex()[:16]} already admitted")
+    return LotteryJob(
+        job_id, submit.spec, submit.prompts, height, height + params.lottery.activation_delay
+    )
 
 
 class InputCheck(NamedTuple):
@@ -162,6 +198,7 @@ class ConnectResult(NamedTuple):
     overlay: CoinsOverlay
     undo: Undo
     fees: int
+    jobs: list[LotteryJob]  # lottery jobs the block admitted
 
 
 def connect_block(
@@ -170,11 +207,13 @@ def connect_block(
     params: ChainParams,
     executor: Executor | None = None,
     sig_chunks: int = 1,
+    known_jobs: Container[bytes] = frozenset(),
 ) -> ConnectResult:
     """§5.7–5.9: spend the block's inputs over ``view`` and check every transaction.
 
     Assumes ``check_block`` passed and the header fits its parent. Nothing is written to
-    ``view``; the caller commits ``result.overlay`` only if this returns. All signatures
+    ``view``; the caller commits ``result.overlay`` (and the admitted ``result.jobs``)
+    only if this returns. ``known_jobs``: ids of the lottery jobs already admitted. All signatures
     are checked at the end in one batch (possibly in threads): the block fails as a
     whole anyway, and batching keeps the loop over transactions lean.
     """
@@ -190,9 +229,13 @@ def connect_block(
     owners: list[Transaction] = []
     fees = 0
     magic = params.magic
+    jobs: list[LotteryJob] = []
     for tx in block.transactions[1:]:
         try:
             fee, spent = check_tx_inputs(tx, overlay, height, params)
+            if tx.kind == TxKind.JOB_SUBMIT:  # §3.7
+                admitted = _JobsSoFar(known_jobs, jobs)
+                jobs.append(admit_lottery_job(tx, height, params, admitted))
         except InvalidTransaction as exc:
             raise InvalidBlock(exc.code, f"tx {tx.txid.hex()[:16]}: {exc.detail}") from None
         fees += fee
@@ -214,7 +257,18 @@ def connect_block(
     bad = verify_batch(checks, executor, sig_chunks)
     if bad >= 0:  # §5.9 (= §3.6 for every input of the block)
         raise InvalidBlock(Reject.TX_SIG_INVALID, f"tx {owners[bad].txid.hex()[:16]}")
-    return ConnectResult(overlay, Undo(undo), fees)
+    return ConnectResult(overlay, Undo(undo), fees, jobs)
+
+
+class _JobsSoFar:
+    """The job ids admitted before a transaction: the chain's and the block's earlier ones."""
+
+    def __init__(self, known: Container[bytes], in_block: list[LotteryJob]) -> None:
+        self.known = known
+        self.in_block = in_block
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self.known or any(j.job_id == job_id for j in self.in_block)
 
 
 def disconnect_block(block: Block, undo: Undo, view: CoinView) -> CoinsOverlay:

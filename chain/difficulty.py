@@ -48,5 +48,5 @@ def asert_target(
 
 
 def block_work(target: int) -> int:
-    """Expected number of tickets drawn to find one at or below ``target``."""
+    """Expected number of draws to find one at or below ``target``."""
     return (1 << 256) // (target + 1)

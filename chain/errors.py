@@ -59,8 +59,9 @@ class Reject(StrEnum):
     MERKLE_ROOT = "bad-txnmrklroot"
     BENEFIT_ROOT = "bad-benefitroot"
     PRODUCER_SIG = "bad-producer-sig"
-    TICKET = "bad-ticket"
     TARGET_RANGE = "bad-target-range"
+    BAD_WORK_SHAPE = "bad-work-shape"
+    BAD_WORK_POW = "bad-work-pow"
 
     # Block, contextual (specs/consensus.md §5)
     PREV_UNKNOWN = "prev-blk-not-found"
@@ -73,6 +74,14 @@ class Reject(StrEnum):
     TIME_TIMEWARP = "time-timewarp-attack"
     TARGET_WRONG = "bad-diffbits"
     CB_AMOUNT = "bad-cb-amount"
+    BAD_WORK = "bad-work"
+
+    # Lottery jobs (specs/consensus.md §3.7, specs/pob.md §4)
+    JOB_SPEC = "bad-job-spec"
+    JOB_LOTTERY = "bad-job-lottery"
+    JOB_PROMPTS = "bad-job-prompts"
+    JOB_STEWARD = "bad-job-steward"
+    JOB_DUPLICATE = "bad-job-duplicate"
 
     # ---- Policy (not consensus): specs/consensus.md §8.2, chain/policy.py ----------------
     # Raised only by the mempool and relay, always as ``PolicyError``. A block is never
@@ -92,6 +101,7 @@ class Reject(StrEnum):
     POLICY_RBF_INSUFFICIENT_FEERATE = "insufficient-feerate"
     POLICY_RBF_INSUFFICIENT_FEE = "insufficient-fee"
     POLICY_ORPHAN_TOO_LARGE = "orphan-too-large"
+    POLICY_JOB_DUPLICATE = "txn-job-duplicate"
 
 
 class RuleError(Exception):

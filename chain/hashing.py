@@ -40,7 +40,7 @@ TAG_SIGHASH = "fc/sighash"  # message an input's key signs
 TAG_SPENT = "fc/spent-outputs"  # commitment to the coins a transaction spends
 TAG_MERKLE_LEAF = "fc/merkle-leaf"
 TAG_MERKLE_NODE = "fc/merkle-node"
-TAG_TICKET = "fc/ticket"
+# "fc/ticket" was the placeholder lottery of block version 1; never reuse it.
 TAG_UTXO_SET = "fc/utxo-set"
 TAG_GENESIS = "fc/genesis"
 

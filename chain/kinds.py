@@ -1,8 +1,12 @@
 """Per-kind payload schemas (context-free).
 
 Each transaction kind has one payload schema. ``check_payload`` is the single place that
-knows them; adding a kind (job-submit, bond, unbond, challenge arrive with Proof of
-Benefit) means adding a schema here and its contextual rules in ``contextual.py``.
+knows them; adding a kind (bond, unbond, challenge arrive with Proof of Benefit part 2)
+means adding a schema here and its contextual rules in ``contextual.py``.
+
+``job-submit`` carries, for now, only lottery jobs: a steward's ``sample`` job with its
+prompts (chain/lottery.py ``check_job_submit`` holds the rules that need the network's
+parameters).
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from chain.errors import InvalidTransaction, Reject
-from chain.transaction import Transaction, TxKind
+from chain.jobs import MAX_JOB_SPEC_SIZE
+from chain.lottery import MAX_LOTTERY_PROMPTS, MAX_PROMPT_BYTES
+from chain.transaction import PUBKEY_SIZE, SIGNATURE_SIZE, Transaction, TxKind
 
 MAX_COINBASE_EXTRA = 100  # bytes of free data in a coinbase (extra nonce, tags)
 
@@ -39,9 +45,34 @@ def _check_coinbase(tx: Transaction) -> None:
         )
 
 
+def _check_job_submit(tx: Transaction) -> None:
+    """``[spec: bin <= 4096, prompts: [str, 1..1024 of them], steward: bin32, sig: bin64]``."""
+    p = tx.payload
+    if not tx.inputs:
+        raise InvalidTransaction(Reject.TX_VIN_EMPTY, "job-submit has no inputs (it pays a fee)")
+    if not (
+        type(p) is list
+        and len(p) == 4
+        and type(p[0]) is bytes
+        and len(p[0]) <= MAX_JOB_SPEC_SIZE
+        and type(p[1]) is list
+        and 1 <= len(p[1]) <= MAX_LOTTERY_PROMPTS
+        and all(type(t) is str and len(t) <= MAX_PROMPT_BYTES for t in p[1])
+        and type(p[2]) is bytes
+        and len(p[2]) == PUBKEY_SIZE
+        and type(p[3]) is bytes
+        and len(p[3]) == SIGNATURE_SIZE
+    ):
+        raise InvalidTransaction(
+            Reject.TX_PAYLOAD,
+            "job-submit payload is [spec<=4096 bytes, [prompt...] (1..1024), steward, signature]",
+        )
+
+
 PAYLOAD_RULES: dict[int, Callable[[Transaction], None]] = {
     TxKind.TRANSFER: _check_transfer,
     TxKind.COINBASE: _check_coinbase,
+    TxKind.JOB_SUBMIT: _check_job_submit,
 }
 
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -67,6 +67,9 @@ from chain.checks import check_transaction
 from chain.coins import Coin
 from chain.contextual import check_tx_inputs, check_tx_signatures
 from chain.errors import MissingInputs, Reject, RuleError
+from chain.hashing import tagged_hash
+from chain.jobs import TAG_JOB
+from chain.lottery import check_job_submit
 from chain.params import ChainParams
 from chain.policy import (
     DEFAULT_POLICY,
@@ -77,16 +80,26 @@ from chain.policy import (
     fee_for,
     pays,
 )
-from chain.transaction import OutPoint, Transaction
+from chain.transaction import OutPoint, Transaction, TxKind
+
+
+def submitted_job_id(tx: Transaction) -> bytes | None:
+    """The lottery job a (shape-checked) job-submit admits, or None for other kinds."""
+    if tx.kind != TxKind.JOB_SUBMIT:
+        return None
+    return tagged_hash(TAG_JOB, tx.payload[0])
 
 
 class ChainTip(Protocol):
-    """All the mempool needs of the chain: the tip's height and its unspent coins."""
+    """All the mempool needs of the chain: the tip's height, its unspent coins, and the
+    lottery jobs admitted so far (a job-submit for one of them could never confirm)."""
 
     @property
     def height(self) -> int: ...
 
     def get_coin(self, outpoint: OutPoint) -> Coin | None: ...
+
+    def known_job_ids(self) -> Container[bytes]: ...
 
 
 @dataclass(eq=False)
@@ -363,6 +376,7 @@ class Mempool:
         self.orphans = OrphanPool(config)
         self._entries: dict[bytes, MempoolEntry] = {}  # txid -> entry
         self._wtxids: dict[bytes, bytes] = {}  # wtxid -> txid
+        self._jobs: dict[bytes, bytes] = {}  # lottery job id -> txid of its pooled submit
         self._spenders: dict[OutPoint, bytes] = {}  # outpoint -> txid of the pool tx spending it
         self._bytes = 0
         self._sequence = 0
@@ -450,6 +464,16 @@ class Mempool:
         check_transaction(tx)
         check_standard(tx, config)
         txid = tx.txid
+        job_id = submitted_job_id(tx)
+        if job_id is not None:
+            # Consensus rules of §3.7 first; then one pooled submit per job, and none for
+            # a job already admitted, so a template never carries a duplicate.
+            check_job_submit(tx, self.params.magic, self.params.lottery)
+            if job_id in self.tip.known_job_ids():
+                raise PolicyError(Reject.POLICY_JOB_DUPLICATE, f"job {job_id.hex()[:16]} admitted")
+            other = self._jobs.get(job_id)
+            if other is not None and other != txid:
+                raise PolicyError(Reject.POLICY_JOB_DUPLICATE, f"job {job_id.hex()[:16]} is pooled")
         held = self._entries.get(txid)
         if held is not None:
             if held.tx.wtxid == tx.wtxid:
@@ -629,6 +653,8 @@ class Mempool:
             for txin in tx.inputs
             if (spender := self._spenders.get(txin.prevout)) is not None
         }
+        block_jobs = {j for tx in txs if (j := submitted_job_id(tx)) is not None}
+        roots |= {t for j, t in self._jobs.items() if j in block_jobs}
         conflicts = self._remove(self._closure(roots, up=False))
         orphans = self.orphans.remove_for_block(block) + self.orphans.expire(now)
         if self._rolling_floor and not self._block_since_bump:
@@ -751,6 +777,9 @@ class Mempool:
         self._entries[txid] = entry
         self._wtxids[entry.tx.wtxid] = txid
         self._bytes += entry.size
+        job_id = submitted_job_id(entry.tx)
+        if job_id is not None:
+            self._jobs[job_id] = txid
         for txin in entry.tx.inputs:
             self._spenders[txin.prevout] = txid
             parent = self._entries.get(txin.prevout.txid)
@@ -776,6 +805,9 @@ class Mempool:
             del self._entries[txid]
             del self._wtxids[entry.tx.wtxid]
             self._bytes -= entry.size
+            job_id = submitted_job_id(entry.tx)
+            if job_id is not None and self._jobs.get(job_id) == txid:
+                del self._jobs[job_id]
             for txin in entry.tx.inputs:
                 if self._spenders.get(txin.prevout) == txid:
                     del self._spenders[txin.prevout]

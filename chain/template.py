@@ -19,27 +19,29 @@ the best remaining package pays less than ``min_fee_rate``, or when the block is
 full and a long run of packages has failed to fit. The result is in a valid order by
 construction: parents before children, every input either in the chain or earlier in
 the block. ``create_block`` then hands the list to ``producer.assemble_block``, which
-builds the coinbase (subsidy plus exactly these fees), the Merkle root, ticket and
-signature. Reads the pool; changes nothing.
+builds the coinbase (subsidy plus exactly these fees), the Merkle root, the winning
+draw and the signature. Reads the pool; changes nothing.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from chain.block import MAX_BLOCK_SIZE, Block
 from chain.contextual import ParentInfo
+from chain.lottery import LotteryJob, Sampler
 from chain.mempool import Mempool, MempoolEntry
 from chain.params import ChainParams
 from chain.policy import FeeRate, pays
-from chain.producer import assemble_block
+from chain.producer import assemble_block, make_coinbase
+from chain.schnorr import pubkey_of
 from chain.transaction import Transaction
 
-# Bytes kept free for everything but pooled transactions: the header (under 400 bytes),
+# Bytes kept free for everything but pooled transactions: the header (under 1,300 bytes),
 # the coinbase (under 200 with 100 bytes of extra data) and the block's array framing.
-BLOCK_RESERVED_SIZE = 1_000
+BLOCK_RESERVED_SIZE = 1_600
 MAX_CONSECUTIVE_FAILURES = 1_000  # as Core: give up after this many misfits ...
 NEARLY_FULL = 4_000  # ... once fewer than this many bytes are left
 
@@ -123,6 +125,33 @@ def select_transactions(pool: Mempool, max_size: int, min_fee_rate: int = 0) -> 
     return Selection(tuple(chosen), fees, size)
 
 
+class Contents(NamedTuple):
+    """What a block on a parent carries: its transactions (coinbase first) and fees."""
+
+    transactions: tuple[Transaction, ...]
+    fees: int
+
+
+def block_contents(
+    params: ChainParams,
+    parent: ParentInfo,
+    pool: Mempool,
+    pay_to: bytes,
+    *,
+    max_block_size: int = MAX_BLOCK_SIZE,
+    min_fee_rate: int = 0,
+) -> Contents:
+    """The best transactions of ``pool`` for a block on ``parent`` (which must be the
+    pool's tip) and a coinbase claiming the subsidy plus their fees for ``pay_to``."""
+    if parent.height != pool.tip.height:
+        raise ValueError(f"parent height {parent.height} is not the pool's tip {pool.tip.height}")
+    if max_block_size <= BLOCK_RESERVED_SIZE:
+        raise ValueError(f"max_block_size must exceed the {BLOCK_RESERVED_SIZE} reserved bytes")
+    selection = select_transactions(pool, max_block_size - BLOCK_RESERVED_SIZE, min_fee_rate)
+    coinbase = make_coinbase(parent.height + 1, params, pay_to, selection.fees)
+    return Contents((coinbase, *selection.transactions), selection.fees)
+
+
 def create_block(
     params: ChainParams,
     parent: ParentInfo,
@@ -130,26 +159,33 @@ def create_block(
     pool: Mempool,
     time: int,
     *,
+    sampler: Sampler,
+    jobs: Sequence[LotteryJob] | None = None,
     max_block_size: int = MAX_BLOCK_SIZE,
     pay_to: bytes | None = None,
     min_fee_rate: int = 0,
 ) -> BlockTemplate:
     """A signed block on ``parent`` (which must be the pool's tip) carrying the best
-    transactions of ``pool`` and a coinbase claiming the subsidy plus their fees."""
-    if parent.height != pool.tip.height:
-        raise ValueError(f"parent height {parent.height} is not the pool's tip {pool.tip.height}")
-    if max_block_size <= BLOCK_RESERVED_SIZE:
-        raise ValueError(f"max_block_size must exceed the {BLOCK_RESERVED_SIZE} reserved bytes")
-    selection = select_transactions(pool, max_block_size - BLOCK_RESERVED_SIZE, min_fee_rate)
+    transactions of ``pool`` and a coinbase claiming the subsidy plus their fees, its
+    draw won with ``sampler`` over the lottery ``jobs`` admitted up to ``parent``."""
+    contents = block_contents(
+        params,
+        parent,
+        pool,
+        pay_to or pubkey_of(producer_secret),
+        max_block_size=max_block_size,
+        min_fee_rate=min_fee_rate,
+    )
     block = assemble_block(
         params,
         parent,
         producer_secret,
-        selection.transactions,
+        contents.transactions[1:],
         time,
-        pay_to=pay_to,
-        fees=selection.fees,
+        coinbase=contents.transactions[0],
+        sampler=sampler,
+        jobs=jobs,
     )
     if block.size > max_block_size:  # the reserve covers header and coinbase; never expected
         raise RuntimeError(f"template of {block.size} bytes exceeds {max_block_size}")
-    return BlockTemplate(block, selection.fees)
+    return BlockTemplate(block, contents.fees)

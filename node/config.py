@@ -12,6 +12,11 @@ or ``~/.foundation-coin/<network>``), because that is where the file lives.
     rpc_port = 27332
     connect = ["/ip4/127.0.0.1/tcp/27433/p2p/12D3KooW..."]
     log_level = "debug"
+    store = "/var/lib/fc-store"      # where the integer lottery model is kept
+    mine = true
+    device = "cpu"
+    mine_threads = 2
+    pay_to = "fcrt1..."
 
     [policy]
     max_mempool_bytes = 50_000_000
@@ -29,14 +34,14 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import multiaddr  # type: ignore[import-untyped]
 from libp2p.peer.peerinfo import InvalidAddrError, info_from_p2p_addr
 
-from chain.params import NETWORKS
+from chain.params import NETWORKS, ChainParams, params_for, regtest_with
 from chain.policy import PolicyConfig
 
 CONFIG_FILE = "fc.toml"
@@ -71,10 +76,33 @@ class NodeConfig:
     log_level: str = "info"
     max_peers: int = 32
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    store: Path | None = None  # the blob store of the lottery model (default DATADIR/store)
+    mine: bool = False  # draw for blocks on the tip (specs/pob.md)
+    device: str = "cpu"  # where draws run: cpu or cuda
+    mine_threads: int = 1  # torch threads the miner's draws use
+    mine_batch: int = 8  # draws computed together (one batched generation)
+    pay_to: str | None = None  # address the miner's coinbase pays (default: a fresh wallet key)
+    assume_valid: str | None = None  # block hash (hex) or "0" to re-execute every draw
+    regtest_draws_per_block: int = 1  # regtest only: a fixed target this many draws hard
 
     @property
     def config_file(self) -> Path:
         return self.datadir / CONFIG_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        return self.store if self.store is not None else self.datadir / "store"
+
+    def chain_params(self) -> ChainParams:
+        """The network's parameters with this node's overrides (assume-valid; regtest's
+        target)."""
+        params = params_for(self.network)
+        if self.network == "regtest":
+            params = regtest_with(self.regtest_draws_per_block)
+        if self.assume_valid is not None:
+            hash_ = None if self.assume_valid == "0" else bytes.fromhex(self.assume_valid)
+            params = replace(params, assume_valid=hash_)
+        return params
 
 
 # The settings a flag or the file may give, with the check each value must pass.
@@ -129,6 +157,51 @@ def _connect(key: str, value: Any) -> tuple[str, ...]:
     return tuple(_peer_address(key, item) for item in value)
 
 
+def _path(key: str, value: Any) -> Path:
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigError(f"{key} must be a directory path, got {value!r}")
+    return Path(value).expanduser().resolve()
+
+
+def _bool(key: str, value: Any) -> bool:
+    if type(value) is not bool:
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _device(key: str, value: Any) -> str:
+    if value not in ("cpu", "cuda"):
+        raise ConfigError(f"{key} must be cpu or cuda, got {value!r}")
+    return str(value)
+
+
+def _count(lo: int, hi: int) -> Any:
+    def check(key: str, value: Any) -> int:
+        if type(value) is not int or not lo <= value <= hi:
+            raise ConfigError(f"{key} must be an integer in {lo}..{hi}, got {value!r}")
+        return value
+
+    return check
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _assume_valid(key: str, value: Any) -> str:
+    if value == "0" or (
+        isinstance(value, str)
+        and len(value) == 64
+        and all(c in "0123456789abcdef" for c in value.lower())
+    ):
+        return str(value).lower()
+    raise ConfigError(
+        f"{key} must be a 64-hex-digit block hash or 0 (check every draw), got {value!r}"
+    )
+
+
 CHECKS = {
     "network": _network,
     "p2p_port": _port,
@@ -138,6 +211,14 @@ CHECKS = {
     "connect": _connect,
     "log_level": _log_level,
     "max_peers": _max_peers,
+    "store": _path,
+    "mine": _bool,
+    "device": _device,
+    "mine_threads": _count(1, 256),
+    "mine_batch": _count(1, 256),
+    "pay_to": _text,
+    "assume_valid": _assume_valid,
+    "regtest_draws_per_block": _count(1, 2**32),
 }
 POLICY_KEYS = frozenset(f.name for f in fields(PolicyConfig))
 
@@ -205,6 +286,8 @@ def load_config(
     settings = read_config_file(datadir / CONFIG_FILE) if read_file else {}
     settings.update(checked)
     network = settings.setdefault("network", DEFAULT_NETWORK)
+    if settings.get("regtest_draws_per_block", 1) != 1 and network != "regtest":
+        raise ConfigError("regtest_draws_per_block applies to regtest only")
     p2p_default, rpc_default = DEFAULT_PORTS[network]
     settings.setdefault("p2p_port", p2p_default)
     settings.setdefault("rpc_port", rpc_default)

@@ -8,6 +8,10 @@ LevelDB batches) runs in a worker thread through ``trio.to_thread.run_sync`` so 
 event loop keeps serving peers and RPC while a block validates (measured: inline work
 over ~5 ms stalls the loop).
 
+Validation re-executes each block's winning draw (specs/pob.md) with the ``lottery`` the
+core is given: its ``verify`` is the chainstate's work verifier, its ``sample`` draws
+the blocks ``generate`` makes. Both run in the worker thread, never on the loop.
+
 The network and RPC learn about validation only through :class:`NodeEvent`s published to
 bounded subscriber channels, as Bitcoin Core's validation interface does. A subscriber
 that falls behind loses events (counted in ``events_dropped``) rather than growing our
@@ -18,15 +22,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
 from chain.block import Block
 from chain.chainstate import Chainstate, ChainUpdate
 from chain.errors import RuleError
+from chain.lottery import DrawTask
 from chain.mempool import AcceptResult, Mempool
 from chain.params import ChainParams
 from chain.policy import DEFAULT_POLICY, PolicyConfig
@@ -34,6 +40,14 @@ from chain.template import create_block
 from chain.transaction import Transaction
 
 EVENT_BUFFER = 1024  # events a subscriber may lag behind before it loses some
+
+
+class Lottery(Protocol):
+    """The model side of the block lottery (``workloads.lottery.ExactLottery``)."""
+
+    def sample(self, tasks: Sequence[DrawTask]) -> list[bytes]: ...
+
+    def verify(self, task: DrawTask, tokens: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -89,10 +103,13 @@ class NodeCore:
         params: ChainParams,
         policy: PolicyConfig = DEFAULT_POLICY,
         clock: Callable[[], float] = time.time,
+        *,
+        lottery: Lottery,
     ) -> None:
         self.params = params
         self.clock = clock
-        self.chainstate = Chainstate(datadir / "chainstate", params)
+        self.lottery = lottery
+        self.chainstate = Chainstate(datadir / "chainstate", params, lottery.verify)
         self.mempool = Mempool(self.chainstate, params, policy)
         self.stats = CoreStats()
         self._lock = trio.Lock()
@@ -209,6 +226,8 @@ class NodeCore:
                         producer_secret,
                         self.mempool,
                         when,
+                        sampler=self.lottery.sample,
+                        jobs=self.chainstate.jobs_for_child(),
                         pay_to=pay_to,
                     )
                 )

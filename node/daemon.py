@@ -52,7 +52,7 @@ import plyvel
 import trio
 
 from chain.chainstate import ChainstateError
-from chain.params import NETWORKS, params_for
+from chain.params import NETWORKS, ChainParams
 from node.auth import write_cookie
 from node.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
 from node.core import NodeCore
@@ -156,9 +156,25 @@ def check_port_free(what: str, flag: str, host: str, port: int) -> None:
 
 
 # -- running -------------------------------------------------------------------
-def open_core(config: NodeConfig) -> NodeCore:
+def open_lottery(config: NodeConfig, params: ChainParams) -> Any:
+    """Load the network's integer lottery model (deriving it into the store the first
+    time: about 5 s for the tiny model, a minute for SmolLM2)."""
+    from workloads.lottery import ExactLottery, LotteryError
+    from workloads.store import BlobStore
+
     try:
-        return NodeCore(config.datadir, params_for(config.network), config.policy)
+        return ExactLottery(params, BlobStore(config.store_dir), config.device)
+    except (LotteryError, OSError) as exc:
+        raise StartupError(
+            f"cannot load the lottery model into {config.store_dir}: {exc}"
+        ) from None
+
+
+def open_core(config: NodeConfig) -> NodeCore:
+    params = config.chain_params()
+    lottery = open_lottery(config, params)
+    try:
+        return NodeCore(config.datadir, params, config.policy, lottery=lottery)
     except ChainstateError as exc:
         raise StartupError(f"cannot open the chainstate in {config.datadir}: {exc}") from None
     except plyvel.Error as exc:

@@ -66,11 +66,12 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-class Ticket(BaseModel):
-    worker_key: str
-    unit_counter: int
-    batch_root: str
-    certificate_hash: str
+class Work(BaseModel):
+    """The draw that won the block (specs/pob.md §2)."""
+
+    worker_key: str  # 64 hex digits
+    counter: int
+    tokens: list[int]  # the draw's token ids, exactly max_new_tokens of them
 
 
 class Header(BaseModel):
@@ -81,7 +82,7 @@ class Header(BaseModel):
     time: int
     target: str  # 64 hex digits, big-endian
     height: int
-    ticket: Ticket
+    work: Work
     producer_sig: str
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from chain.amounts import format_amount
 from chain.block import BlockHeader
+from chain.lottery import decode_tokens
 from chain.params import ChainParams
 from chain.transaction import Transaction, TxKind
 from node.rpc import schemas
@@ -42,7 +43,7 @@ def jsonable(value: Any) -> Any:
 
 
 def header_view(header: BlockHeader) -> schemas.Header:
-    ticket = header.ticket
+    work = header.work
     return schemas.Header(
         version=header.version,
         prev_hash=header.prev_hash.hex(),
@@ -51,11 +52,10 @@ def header_view(header: BlockHeader) -> schemas.Header:
         time=header.time,
         target=target_hex(header.target),
         height=header.height,
-        ticket=schemas.Ticket(
-            worker_key=ticket.worker_key.hex(),
-            unit_counter=ticket.unit_counter,
-            batch_root=ticket.batch_root.hex(),
-            certificate_hash=ticket.certificate_hash.hex(),
+        work=schemas.Work(
+            worker_key=work.worker_key.hex(),
+            counter=work.counter,
+            tokens=decode_tokens(work.tokens),
         ),
         producer_sig=header.producer_sig.hex(),
     )
