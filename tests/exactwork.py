@@ -28,11 +28,11 @@ def tiny_lottery() -> Any:
     return shared_lottery(REGTEST, TEST_STORE)
 
 
-def sampler() -> Any:
-    """``chain.lottery.Sampler`` for ``assemble_block(..., sampler=...)``."""
-    return tiny_lottery().sample
+def sample(tasks: Any) -> list[bytes]:
+    """``chain.lottery.Sampler``: pass as ``assemble_block(..., sampler=sample)``."""
+    return tiny_lottery().sample(tasks)  # type: ignore[no-any-return]
 
 
-def verifier() -> Any:
-    """``chain.lottery.WorkVerifier`` for ``Chainstate(path, params, verifier)``."""
-    return tiny_lottery().verify
+def verify(task: Any, tokens: bytes) -> bool:
+    """``chain.lottery.WorkVerifier``: pass as ``Chainstate(path, params, verify)``."""
+    return tiny_lottery().verify(task, tokens)  # type: ignore[no-any-return]
