@@ -47,10 +47,24 @@ class ExactLottery:
     """The network's lottery model, loaded once, with its sampler and verifier."""
 
     def __init__(
-        self, params: ChainParams, store: BlobStore, device: str = "cpu", backend: str = "int8"
+        self,
+        params: ChainParams,
+        store: BlobStore,
+        device: str = "cpu",
+        backend: str = "int8",
+        threads: int | None = 1,
     ) -> None:
+        """``threads``: torch's intra-op threads for this process (None leaves torch's
+        default). One is the default: a block's check is one short pass, and several
+        processes on one machine (a test network) that each spin a thread per core slow
+        one another down many times over."""
+        import torch
+
         from workloads.exact.artifacts import load_exact_model, model_hash
         from workloads.exact.forward import ExactRunner
+
+        if threads is not None:
+            torch.set_num_threads(threads)
 
         self.lottery = params.lottery
         name = MODEL_FOR_ARCH.get(self.lottery.arch)
