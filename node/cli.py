@@ -384,7 +384,7 @@ def chain_block(settings: Settings, block_id: str, raw: bool) -> None:
                 ("next", d["next_hash"]),
                 ("time", h["time"]),
                 ("merkle root", h["merkle_root"]),
-                ("producer", h["ticket"]["worker_key"]),
+                ("producer", h["work"]["worker_key"]),
                 ("size", f"{d['size']} bytes"),
                 ("transactions", len(d["transactions"])),
             ],
@@ -556,6 +556,57 @@ def generate(settings: Settings, count: int, pay_to: str | None) -> None:
             ["height", "hash"],
             ([first + n, h] for n, h in enumerate(d["hashes"])),
         )
+
+    show(settings, data, render)
+
+
+# -- fc mining ...
+@cli.group()
+def mining() -> None:
+    """The node's miner (fcd --mine)."""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (no draws yet)"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@mining.command("info")
+@json_flag
+@pass_settings
+def mining_info(settings: Settings) -> None:
+    """Whether the node mines, its draw rate, blocks found and time to a block."""
+    data = Node(settings).get("/mining/info")
+
+    def render(d: Any) -> None:
+        if d["mining"]:
+            state = f"yes, on {d['device']} ({d['threads']} threads, batches of {d['batch']})"
+        else:
+            state = "no (start fcd with --mine)"
+        key_values(
+            "mining",
+            [
+                ("mining", state),
+                ("height", d["height"]),
+                ("target", d["target"]),
+                ("draws per block", f"{d['network_draws_per_block']:,} expected"),
+                ("draws", f"{d['draws']:,}"),
+                ("draws/s", f"{d['draws_per_second']:.2f}"),
+                ("time to a block", _duration(d["expected_seconds_per_block"])),
+                ("blocks found", d["blocks_found"]),
+            ],
+        )
+        if d["found"]:
+            rows_table(
+                "latest blocks found",
+                ["height", "hash"],
+                ([f["height"], f["hash"]] for f in d["found"][-10:]),
+            )
 
     show(settings, data, render)
 

@@ -5,13 +5,16 @@ One process, one trio loop, one nursery. In it run the node's three parts:
 * :class:`node.core.NodeCore`, the only owner of the chainstate and the mempool;
 * :class:`node.p2p.service.P2PService`, the libp2p host that syncs and relays;
 * the RPC app (FastAPI) served by hypercorn on the same loop, so a handler calls the
-  core and the network directly, with no locks or queues between threads.
+  core and the network directly, with no locks or queues between threads;
+* with ``--mine``, :class:`node.mining.Miner`, drawing for blocks on the tip in a worker
+  thread and submitting what it wins to the core (the p2p relay announces it).
 
 Start-up, in order: read the settings (``node.config``); lock the data directory, so a
 second daemon on it fails at once with a clear message instead of deep inside LevelDB;
 open the log; open the chainstate (in a worker thread: finishing an activation that a
 kill interrupted may take a while, and a SIGTERM meanwhile must still be heard); start
-the p2p listener and the RPC server; then write the ready file ``fcd.json``::
+the p2p listener and the RPC server, then the miner if asked; then write the ready file
+``fcd.json``::
 
     {"network": "regtest", "pid": 4242,
      "rpc_url": "http://127.0.0.1:27332", "rpc_port": 27332,
@@ -58,15 +61,19 @@ from node.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
 from node.core import NodeCore
 from node.indexes import ChainIndexes
 from node.logs import setup_logging
+from node.mining import Miner, MinerKeyError, miner_for
 from node.p2p.identity import IdentityError
 from node.p2p.service import P2PConfig, P2PService
 from node.rpc import RpcContext, create_app, serve_rpc
+from wallet.address import AddressError, decode_address
 
 log = logging.getLogger("fcd")
 
 READY_FILE = "fcd.json"
 LOCK_FILE = ".lock"
 P2P_KEY_FILE = "p2p.key"
+# What to run for torch's CUDA build (scripts/setup.sh --cuda); --device cuda names it.
+CUDA_SETUP_COMMAND = "make setup CUDA=1"
 
 
 class StartupError(Exception):
@@ -156,10 +163,36 @@ def check_port_free(what: str, flag: str, host: str, port: int) -> None:
 
 
 # -- running -------------------------------------------------------------------
+def check_device(device: str) -> None:
+    """``--device cuda`` needs a torch built for CUDA and a GPU it can see."""
+    if device != "cuda":
+        return
+    import torch  # imported here: only a CUDA node pays for it before the model loads
+
+    if not torch.cuda.is_available():
+        why = "is the CPU build" if torch.version.cuda is None else "sees no GPU"
+        raise StartupError(
+            f"--device cuda: torch {torch.__version__} {why}; install the CUDA build "
+            f"with: {CUDA_SETUP_COMMAND}"
+        )
+
+
+def payee(config: NodeConfig, params: ChainParams) -> bytes | None:
+    """The key ``--pay-to`` names, or None (the miner pays its own key)."""
+    if config.pay_to is None:
+        return None
+    try:
+        return decode_address(config.pay_to, params)
+    except AddressError as exc:
+        raise StartupError(f"--pay-to {config.pay_to!r}: {exc}") from None
+
+
 def open_lottery(config: NodeConfig, params: ChainParams) -> Any:
     """Load the network's integer lottery model (deriving it into the store the first
     time: about 5 s for the tiny model, a minute for SmolLM2)."""
     from workloads.lottery import ExactLottery, LotteryError
+
+    check_device(config.device)
     from workloads.store import BlobStore
 
     try:
@@ -190,12 +223,30 @@ async def stop_on_signal(signals: Any, scope: trio.CancelScope) -> None:
             scope.cancel()
 
 
+def open_miner(config: NodeConfig, core: NodeCore, pay_to: bytes | None) -> Miner | None:
+    """The miner ``--mine`` asks for, signing with ``DATADIR/miner.key``; else None."""
+    if not config.mine:
+        return None
+    try:
+        return miner_for(
+            core,
+            config.datadir,
+            pay_to=pay_to,
+            batch=config.mine_batch,
+            device=config.device,
+            threads=config.mine_threads,
+        )
+    except MinerKeyError as exc:
+        raise StartupError(str(exc)) from None
+
+
 async def run_node(config: NodeConfig) -> None:
     """Run until SIGINT or SIGTERM; raise :class:`StartupError` if the node cannot start."""
     ready_path = config.datadir / READY_FILE
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         check_port_free("p2p", "--p2p-port", config.bind, config.p2p_port)
         check_port_free("rpc", "--rpc-port", config.rpc_bind, config.rpc_port)
+        pay_to = payee(config, config.chain_params())
         started_at = time.time()
         core = await trio.to_thread.run_sync(open_core, config)
         log.info(
@@ -205,6 +256,7 @@ async def run_node(config: NodeConfig) -> None:
             core.chainstate.tip.hash.hex(),
         )
         try:
+            miner = open_miner(config, core, pay_to)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(stop_on_signal, signals, nursery.cancel_scope)
                 p2p = P2PService(
@@ -225,10 +277,15 @@ async def run_node(config: NodeConfig) -> None:
                     indexes=ChainIndexes(core),
                     started_at=started_at,
                     datadir=config.datadir,
+                    miner=miner,
                 )
                 rpc_port = await nursery.start(
                     serve_rpc, create_app(context), config.rpc_bind, config.rpc_port
                 )
+                if miner is not None:
+                    # Last: its blocks go out through the p2p service, and its counters
+                    # are read through the RPC, so both are up first.
+                    await nursery.start(miner.run)
                 info = ready_info(config, rpc_port, p2p)
                 write_atomically(ready_path, json.dumps(info, indent=2).encode() + b"\n")
                 log.info("ready: rpc %s, p2p %s", info["rpc_url"], " ".join(info["p2p_addrs"]))
@@ -271,6 +328,38 @@ def operator_error(exc: BaseException) -> BaseException | None:
 )
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), help="default info")
 @click.option("--max-peers", type=int, help="most peers at once (default 32)")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="blob store of the lottery model (default DATADIR/store)",
+)
+@click.option(
+    "--mine/--no-mine", default=None, help="draw for blocks on the tip (default: do not mine)"
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    help="where draws run, mined and verified (default cpu; cuda needs: make setup CUDA=1)",
+)
+@click.option(
+    "--mine-threads",
+    type=int,
+    help="torch threads for drawing (default 1); torch's setting is process-wide",
+)
+@click.option("--mine-batch", type=int, help="draws computed together (default 8)")
+@click.option(
+    "--pay-to", metavar="ADDRESS", help="address the mined coinbases pay (default: miner.key)"
+)
+@click.option(
+    "--assume-valid",
+    metavar="HASH|0",
+    help="skip re-executing the draws of this block and its ancestors in sync (0: check all)",
+)
+@click.option(
+    "--regtest-draws-per-block",
+    type=int,
+    help="regtest only: a fixed target this many draws hard (default 1)",
+)
 def command(datadir: Path | None, connect: tuple[str, ...], **flags: Any) -> NodeConfig:
     """Run a Foundation Coin node. Settings may also live in DATADIR/fc.toml."""
     return load_config({**flags, "connect": list(connect) or None}, datadir)

@@ -5,6 +5,15 @@ connection closes. It holds the peer's claimed best tip (from its hello, raised 
 announcements and by the headers it serves), its traffic counters, its ban score and one
 token bucket per rate-limited message type. :class:`PeerInfo` is the frozen snapshot the
 RPC layer shows; :class:`P2PStats` holds the node-wide counters for ``/metrics``.
+
+**Work failures ban at once.** A header only *claims* work: its draw's shape and hash are
+checked on arrival (``bad-work-shape``, ``bad-work-pow``, cheap), but whether its tokens
+are really the model's draw (``bad-work``) is known only when its block connects and the
+draw is re-executed, one model pass in NodeCore's worker thread. No honest peer sends a
+header or block failing any of the three (it announces and serves only blocks it has
+connected), and each costs us work, so a peer that does is banned on the spot
+(``P2PService.discourage``), whatever its score, and the headers it gave us are dropped:
+:data:`WORK_REJECTS` lists the codes. A peer identity thus costs us at most one model pass that fails.
 """
 
 from __future__ import annotations
@@ -15,7 +24,12 @@ from dataclasses import dataclass, field
 
 import trio
 
+from chain.errors import Reject
 from node.p2p.limits import Rate, TokenBucket
+
+# Reject codes of a draw that is not the model's (specs/pob.md §3): the sender is banned
+# at once (specs/p2p.md §5.4), not scored.
+WORK_REJECTS = frozenset({Reject.BAD_WORK, Reject.BAD_WORK_POW, Reject.BAD_WORK_SHAPE})
 
 # Per-peer rate limits on what a peer may send us (specs/p2p.md §5.1).
 RATES: dict[str, Rate] = {
@@ -121,6 +135,7 @@ class P2PStats:
     invalid_messages: defaultdict[str, int] = field(default_factory=_counter)  # by penalty label
     disconnects: defaultdict[str, int] = field(default_factory=_counter)  # by reason
     discouragements: int = 0
+    work_bans: defaultdict[str, int] = field(default_factory=_counter)  # by reject code
     handshake_failures: defaultdict[str, int] = field(default_factory=_counter)
     dropped: defaultdict[str, int] = field(default_factory=_counter)  # full queues, by queue
     blocks_synced: int = 0  # blocks submitted by headers-first sync

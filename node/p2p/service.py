@@ -24,7 +24,11 @@ Nothing a peer sends can take the node down: every stream handler catches everyt
 loop), every read has a size cap checked before the body and a deadline, every queue is
 bounded, and every message type a peer can send has a per-peer rate limit. Offences add
 to the peer's ban score (``limits.Penalty``); at 100 the peer is disconnected and
-refused for ``discourage_seconds``. specs/p2p.md is the normative description.
+refused for ``discourage_seconds``. A header or block whose draw fails (``bad-work``,
+``bad-work-pow``, ``bad-work-shape``: ``peers.WORK_REJECTS``) bans its sender at once
+(:meth:`P2PService.discourage`). A discouraged peer leaves the peer table at once, and
+what it told us goes with it: the sync round following its headers and its orphan
+blocks. specs/p2p.md is the normative description.
 """
 
 from __future__ import annotations
@@ -356,15 +360,34 @@ class P2PService:
             "peer %s: %s (+%d, score %d) %s", peer_id, penalty.label, penalty.score, score, detail
         )
         if score >= BAN_THRESHOLD and self._ban_until(peer_id) is None:
-            self._refuse(peer_id, self.config.discourage_seconds)
-            self.stats.discouragements += 1
-            log.warning(
-                "peer %s discouraged for %d s: %s",
-                peer_id,
-                self.config.discourage_seconds,
-                penalty.label,
-            )
-            self._spawn(self._disconnect, peer_id, f"discouraged: {penalty.label}")
+            self._discourage(peer_id, penalty.label)
+
+    def discourage(self, peer_id: str, penalty: Penalty, detail: str = "") -> None:
+        """Ban ``peer_id`` now, whatever its score: for what no honest peer sends and
+        what costs us real work, a header or block whose draw fails (``peers.WORK_REJECTS``).
+        Counted under ``penalty`` like :meth:`penalize`."""
+        self.stats.invalid_messages[penalty.label] += 1
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.ban_score = max(peer.ban_score + penalty.score, BAN_THRESHOLD)
+        log.warning("peer %s: %s (banned at once) %s", peer_id, penalty.label, detail)
+        if self._ban_until(peer_id) is None:
+            self._discourage(peer_id, penalty.label)
+
+    def is_banned(self, peer_id: str) -> bool:
+        return self._ban_until(peer_id) is not None
+
+    def _discourage(self, peer_id: str, label: str) -> None:
+        """Refuse ``peer_id`` for ``discourage_seconds``, take it out of the peer table at
+        once (so nothing queued from it is processed any more), drop the headers and
+        orphan blocks it gave us, and close its connection."""
+        self._refuse(peer_id, self.config.discourage_seconds)
+        self.stats.discouragements += 1
+        log.warning("peer %s discouraged for %d s: %s", peer_id, self.config.discourage_seconds, label)
+        self._forget_peer(peer_id)
+        self.sync.drop_peer(peer_id)
+        self.relay.drop_peer(peer_id)
+        self._spawn(self._disconnect, peer_id, f"discouraged: {label}")
 
     def _refuse(self, peer_id: str, seconds: float) -> None:
         """Put ``peer_id`` on the refusal list. The list is bounded: past MAX_BANNED

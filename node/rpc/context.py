@@ -10,6 +10,9 @@ the app runs (and is tested) without a network: ``peers=None`` lists no peers an
 answers ``p2p-disabled`` to ban and unban. Two optional extras are used when the
 service has them: an ``async connect(addr)`` to dial a peer (:class:`PeerDialer`), and a
 ``stats`` dataclass of counters that ``/metrics`` exports (``node.rpc.metrics``).
+
+The miner (``fcd --mine``) is seen only through :class:`MinerView`, its counters;
+``miner=None`` (a node that does not mine) answers ``/mining/info`` with zeros.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from chain.params import ChainParams
 from node.core import NodeCore
 from node.indexes import ChainIndexes
+from node.mining import MiningInfo
 
 
 class PeerControl(Protocol):
@@ -53,6 +57,12 @@ class PeerDialer(Protocol):
         ...
 
 
+class MinerView(Protocol):
+    """What the RPC reads of the miner (implemented by ``node.mining.Miner``)."""
+
+    def info(self) -> MiningInfo: ...
+
+
 @dataclass
 class RpcContext:
     core: NodeCore
@@ -65,6 +75,8 @@ class RpcContext:
     datadir: Path | None = None
     # Extra gauges for /metrics: name (without the fc_ prefix) -> reader.
     extra_metrics: Mapping[str, Callable[[], float]] = field(default_factory=dict)
+    # The miner's counters for /mining/info; None when the node does not mine.
+    miner: MinerView | None = None
 
     @property
     def params(self) -> ChainParams:

@@ -4,7 +4,8 @@ Handlers are ``async`` and run on the node's trio loop, next to the p2p service.
 that may take a while (a block from LevelDB and its decoding, index scans) go to a
 worker thread; small reads (the tip, a mempool entry) happen inline. Changes to the
 ledger go through :class:`node.core.NodeCore` only (``submit_transaction``,
-``generate``), which serialises them behind its lock.
+``generate``), which serialises them behind its lock. ``/mining/info`` reads the miner's
+counters (``node.mining``) when the node mines.
 
 Queries that use the address and transaction index first bring it up to the
 chainstate's tip (``ChainIndexes.catch_up``, a no-op when it already is), so a client
@@ -26,6 +27,7 @@ from chain.block import MAX_BLOCK_SIZE, Block, decode_block
 from chain.errors import RuleError
 from chain.transaction import HASH_SIZE, Transaction, decode_transaction
 from node.indexes import AddressCoin, HistoryPage
+from node.mining import idle_info
 from node.rpc import errors, schemas
 from node.rpc.context import PeerControl, PeerDialer, RpcContext
 from node.rpc.errors import ApiError
@@ -501,6 +503,29 @@ async def generate(
         hashes=[h.hex() for h in hashes],
         height=ctx.core.chainstate.height,
         pay_to=encode_address(payee, ctx.params),
+    )
+
+
+# -- mining -------------------------------------------------------------------------------------
+@router.get("/mining/info", response_model=schemas.MiningInfo, tags=["mining"])
+async def mining_info(ctx: Ctx) -> schemas.MiningInfo:
+    """The miner's counters (``fcd --mine``); zeros, and the next block's target, when
+    the node does not mine."""
+    info = idle_info(ctx.core) if ctx.miner is None else ctx.miner.info()
+    return schemas.MiningInfo(
+        mining=info.mining,
+        device=info.device,
+        threads=info.threads,
+        batch=info.batch,
+        draws=info.draws,
+        draws_per_second=info.draws_per_second,
+        blocks_found=info.blocks_found,
+        found=[schemas.FoundBlockView(height=f.height, hash=f.hash.hex()) for f in info.found],
+        started_at=None if info.started_at is None else int(info.started_at),
+        expected_seconds_per_block=info.expected_seconds_per_block,
+        target=target_hex(info.target),
+        height=info.height,
+        network_draws_per_block=info.network_draws_per_block,
     )
 
 

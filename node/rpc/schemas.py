@@ -279,3 +279,24 @@ class GenerateResult(BaseModel):
     hashes: list[str]
     height: int
     pay_to: str
+
+
+class FoundBlockView(BaseModel):
+    height: int
+    hash: str
+
+
+class MiningInfo(BaseModel):
+    mining: bool  # false when the node runs without --mine (the counters are then 0)
+    device: str | None  # "cpu" or "cuda"; null when not mining
+    threads: int  # torch threads the draws use (process-wide)
+    batch: int  # draws computed together
+    draws: int  # since the miner started
+    draws_per_second: float  # over the last minute
+    blocks_found: int  # accepted blocks this miner won since it started
+    found: list[FoundBlockView]  # the latest found blocks, oldest first (at most 100)
+    started_at: int | None  # unix time the miner started
+    expected_seconds_per_block: float | None  # network_draws_per_block / draws_per_second
+    target: str  # 64 hex digits: the target of the block being drawn for
+    height: int  # the height of the block being drawn for (the tip's child)
+    network_draws_per_block: int  # expected draws to win a block at this target

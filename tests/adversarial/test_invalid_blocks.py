@@ -10,14 +10,24 @@ exception class, and that the node is unchanged:
   failed, tip and UTXO commitment are unchanged, and its child gets ``bad-prevblk``.
 
 Headers are re-signed after every mutation (``tests/chainbuilder.resign``), so the
-producer signature never hides the rule under test. Difficulty rules use TESTNET, where
-the target is not the easiest one and ASERT moves it; everything else runs on REGTEST.
+producer signature never hides the rule under test. Every block wins a real draw of the
+regtest model (``tests/exactwork.py``), and every block the node connects has its draw
+re-executed. Everything runs on REGTEST, where every draw meets the target, except:
+
+* the draw missing its target, on ``regtest_with(1_000_000)`` (a fixed target that one
+  draw in a million meets);
+* the ASERT rule, on ``ASERT_NET``: testnet's difficulty rules (its target moves) with
+  regtest's lottery, since testnet's own model (SmolLM2) is far too slow to draw with
+  in a test;
+* the network's maximum target, on TESTNET itself: that block is refused before its
+  draw matters, so it carries none.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +36,7 @@ import pytest
 
 from chain.block import BLOCK_VERSION, MAX_BLOCK_SIZE, Block, decode_block
 from chain.chainstate import BlockStatus
-from chain.checks import check_header, ticket_hash
+from chain.checks import check_header, header_seed
 from chain.contextual import ParentInfo, next_target
 from chain.encoding import pack
 from chain.errors import (
@@ -37,15 +47,19 @@ from chain.errors import (
     RuleError,
     UnknownParent,
 )
+from chain.lottery import MAX_WORK_TOKENS, TOKEN_BYTES, decode_tokens, encode_tokens, pow_value
 from chain.merkle import merkle_root
 from chain.params import (
     MAX_FUTURE_BLOCK_TIME,
     MAX_TIMEWARP,
     REGTEST,
     TESTNET,
+    VOCAB,
+    ChainParams,
     block_subsidy,
+    regtest_with,
 )
-from chain.producer import assemble_block, find_ticket
+from chain.producer import assemble_block, make_coinbase, search_work, unsigned_header
 from chain.schnorr import sign
 from chain.sighash import sighashes
 from chain.transaction import OutPoint, Transaction, TxIn, TxKind, TxOut
@@ -63,9 +77,14 @@ from tests.chainbuilder import (
     with_header,
     with_transactions,
 )
+from tests.exactwork import sample
 
 BOB_KEY = key(BOB)
 TESTNET_NOW = TESTNET.genesis_time + 1_000_000
+# Testnet's difficulty rules (ASERT from a target ~30 draws hard) with regtest's lottery.
+ASERT_NET = replace(TESTNET, lottery=REGTEST.lottery)
+# Regtest with a fixed target one draw in a million meets.
+HARD = regtest_with(1_000_000)
 
 
 @pytest.fixture
@@ -73,6 +92,42 @@ def testnet(tmp_path: Path) -> Iterator[Node]:
     n = Node(tmp_path / "testnet", TESTNET, TESTNET_NOW)
     yield n
     n.close()
+
+
+@pytest.fixture
+def asert_net(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path / "asert", ASERT_NET, TESTNET_NOW)
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def hard(tmp_path: Path) -> Iterator[Node]:
+    n = Node(tmp_path / "hard", HARD)
+    yield n
+    n.close()
+
+
+def undrawn(node: Node) -> Block:
+    """A block on the tip as ``assemble_block`` lays it out, but with no draw (counter 0,
+    no tokens) and no signature: for rules that refuse it before its work matters."""
+    info = node.cs.parent_info(node.tip_hash)
+    coinbase = make_coinbase(info.height + 1, node.params, key(PRODUCER), 0)
+    header = unsigned_header(node.params, info, key(PRODUCER), [coinbase], info.time + 30)
+    return Block(header, (coinbase,))
+
+
+def draw_for_target(params: ChainParams, block: Block, target: int) -> Block:
+    """``block`` with its header's target set to ``target`` and a draw that meets it,
+    signed for ``params``: only the rules about the target itself can fail."""
+    unsigned = block.header._replace(target=target)
+    for start in range(0, 10_000, 8):
+        won = search_work(
+            params, unsigned, [params.lottery.standing_job], sample, range(start, start + 8)
+        )
+        if won is not None:
+            return with_header(block, params=params, target=target, work=won.work)
+    raise AssertionError("no draw met the target in 10,000 tries")
 
 
 def accept(node: Node, block: Block, now: int | None = None) -> None:
@@ -84,7 +139,7 @@ def build_on_unknown(parent: Block) -> Block:
     """A valid child of ``parent``, a block the node has not stored."""
     h = parent.header
     info = ParentInfo(parent.hash, h.height, h.time, h.time - 1)
-    return assemble_block(REGTEST, info, PRODUCER, [], h.time + 200)
+    return assemble_block(REGTEST, info, PRODUCER, [], h.time + 200, sampler=sample)
 
 
 def spends(base: BaseChain, count: int) -> list[Transaction]:
@@ -128,11 +183,11 @@ def test_trailing_bytes(node: Node, extra: bytes) -> None:
 
 
 def test_header_integer_widened(node: Node) -> None:
-    # The header's version 1 is a positive fixint (0x01); as uint8 (0xcc 0x01) it is the
+    # The header's version 2 is a positive fixint (0x02); as uint8 (0xcc 0x02) it is the
     # same value in another encoding. Accepting it would give one block two byte strings.
     block = node.build()
-    assert block.encoded[:3] == b"\x92\x99\x01"
-    data = b"\x92\x99\xcc\x01" + block.encoded[3:]
+    assert block.encoded[:3] == b"\x92\x99\x02"
+    data = b"\x92\x99\xcc\x02" + block.encoded[3:]
     assert msgpack.unpackb(data) == msgpack.unpackb(block.encoded)
     reject(node, data, DecodeError, Reject.DECODE_NONCANONICAL, block_hash=block.hash)
     accept(node, block)
@@ -187,7 +242,7 @@ def test_oversize_block(node: Node) -> None:
 # -- the header alone (§4.1-4.4) -------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [0, 2, 2**32 - 1])
+@pytest.mark.parametrize("version", [0, 1, 3, 2**32 - 1])
 def test_wrong_block_version(node: Node, version: int) -> None:
     assert version != BLOCK_VERSION
     reject(node, with_header(node.build(), version=version), InvalidBlock, Reject.BLK_VERSION)
@@ -198,49 +253,122 @@ def test_target_zero_is_out_of_range(node: Node) -> None:
 
 
 def test_target_above_network_limit(testnet: Node) -> None:
-    block = testnet.build()
-    too_easy = with_header(block, params=TESTNET, target=TESTNET.max_target + 1)
+    too_easy = with_header(undrawn(testnet), params=TESTNET, target=TESTNET.max_target + 1)
+    with pytest.raises(InvalidBlock) as info:  # the header rule on its own
+        check_header(too_easy.header, TESTNET)
+    assert info.value.code == Reject.TARGET_RANGE
     reject(testnet, too_easy, InvalidBlock, Reject.TARGET_RANGE)
 
 
-def test_ticket_that_does_not_meet_the_target(testnet: Node) -> None:
-    block = testnet.build()
-    h = block.header
-    counter = next(
-        n
-        for n in range(1000)
-        if int.from_bytes(ticket_hash(h.prev_hash, h.ticket.worker_key, n), "big") > h.target
-    )
-    losing = with_header(block, params=TESTNET, ticket=h.ticket._replace(unit_counter=counter))
-    with pytest.raises(InvalidBlock) as info:  # the header rule on its own
-        check_header(losing.header, TESTNET)
-    assert info.value.code == Reject.TICKET
-    reject(testnet, losing, InvalidBlock, Reject.TICKET)
-    accept(testnet, block)
+def _tokens(count: int) -> bytes:
+    return encode_tokens(range(1, count + 1))
 
 
-def test_ticket_drawn_for_another_parent(testnet: Node) -> None:
-    # A draw is bound to its parent: a counter that won on genesis, replayed on block 1.
-    first = testnet.build()
-    accept(testnet, first)
-    second = testnet.build()
-    worker, target = first.header.ticket.worker_key, second.header.target
-    counter = first.header.ticket.unit_counter
-    while int.from_bytes(ticket_hash(first.hash, worker, counter), "big") <= target:
-        counter = find_ticket(first.header.prev_hash, worker, first.header.target, counter + 1)
-    replay = with_header(
-        second, params=TESTNET, ticket=second.header.ticket._replace(unit_counter=counter)
-    )
-    reject(testnet, replay, InvalidBlock, Reject.TICKET)
-
-
-@pytest.mark.parametrize("field", ["batch_root", "certificate_hash"])
-def test_ticket_work_fields_must_be_empty_before_pob(node: Node, field: str) -> None:
-    # Fields that Proof of Benefit will interpret may not carry data before it is active.
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        b"",
+        _tokens(REGTEST.lottery.max_new_tokens - 1),
+        _tokens(REGTEST.lottery.max_new_tokens + 1),
+        _tokens(REGTEST.lottery.max_new_tokens)[:-1],
+        _tokens(REGTEST.lottery.max_new_tokens) + b"\x00",
+        _tokens(MAX_WORK_TOKENS),
+    ],
+    ids=["none", "one-short", "one-more", "byte-short", "byte-more", "max-a-header-holds"],
+)
+def test_work_with_the_wrong_number_of_tokens(node: Node, tokens: bytes) -> None:
+    # Regtest draws are exactly max_new_tokens tokens of TOKEN_BYTES each; every draw
+    # meets regtest's target, so only the shape rule can refuse these.
     block = node.build()
-    smuggled = with_header(block, ticket=block.header.ticket._replace(**{field: b"\x01" * 32}))
-    reject(node, smuggled, InvalidBlock, Reject.TICKET)
+    assert len(block.header.work.tokens) == REGTEST.lottery.max_new_tokens * TOKEN_BYTES
+    bad = with_header(block, work=block.header.work._replace(tokens=tokens))
+    with pytest.raises(InvalidBlock) as info:  # the header rule on its own
+        check_header(bad.header, REGTEST)
+    assert info.value.code == Reject.BAD_WORK_SHAPE
+    reject(node, bad, InvalidBlock, Reject.BAD_WORK_SHAPE)
     accept(node, block)
+
+
+def test_work_with_more_tokens_than_any_header_holds(node: Node) -> None:
+    block = node.build()
+    tokens = _tokens(MAX_WORK_TOKENS + 1)
+    bad = with_header(block, work=block.header.work._replace(tokens=tokens))
+    reject(node, bad.encoded, DecodeError, Reject.DECODE_MALFORMED, block_hash=bad.hash)
+    accept(node, block)
+
+
+@pytest.mark.parametrize(("position", "token"), [(0, VOCAB), (7, VOCAB + 1), (3, 2**32 - 1)])
+def test_work_with_a_token_outside_the_vocabulary(node: Node, position: int, token: int) -> None:
+    block = node.build()
+    tokens = decode_tokens(block.header.work.tokens)
+    assert all(t < VOCAB for t in tokens)
+    tokens[position] = token
+    bad = with_header(block, work=block.header.work._replace(tokens=encode_tokens(tokens)))
+    reject(node, bad, InvalidBlock, Reject.BAD_WORK_SHAPE)
+    accept(node, block)
+
+
+def test_last_token_of_the_vocabulary_is_in_shape(node: Node) -> None:
+    # The boundary: VOCAB - 1 passes the shape rule; the tokens are then simply not the
+    # model's draw, which only connecting finds out.
+    block = node.build()
+    tokens = decode_tokens(block.header.work.tokens)
+    tokens[0] = VOCAB - 1 if tokens[0] != VOCAB - 1 else VOCAB - 2
+    bad = with_header(block, work=block.header.work._replace(tokens=encode_tokens(tokens)))
+    check_header(bad.header, REGTEST)
+    reject_on_connect(node, bad, Reject.BAD_WORK)
+
+
+def test_draw_that_does_not_meet_the_target(hard: Node) -> None:
+    # A draw made for plain regtest (where every draw wins) under a header carrying the
+    # harder network's target: one draw in a million meets it, and this one does not.
+    info = hard.cs.parent_info(hard.tip_hash)
+    easy = assemble_block(REGTEST, info, PRODUCER, [], info.time + 200, sampler=sample)
+    assert HARD.block_target is not None
+    losing = with_header(easy, params=HARD, target=HARD.block_target)
+    seed = header_seed(losing.header, HARD)
+    assert pow_value(seed, losing.header.work.tokens) > HARD.block_target
+    with pytest.raises(InvalidBlock) as info_:  # the header rule on its own
+        check_header(losing.header, HARD)
+    assert info_.value.code == Reject.BAD_WORK_POW
+    reject(hard, losing, InvalidBlock, Reject.BAD_WORK_POW)
+
+
+@pytest.mark.parametrize(("position", "delta"), [(0, 1), (7, -1)], ids=["first", "last"])
+def test_tokens_changed_after_the_draw(node: Node, position: int, delta: int) -> None:
+    # Tokens in shape, meeting regtest's target (every draw does), and re-signed: only
+    # re-executing the draw shows they are not the model's. That is checked when the
+    # block connects, so the block is stored, marked failed, and nothing else changes.
+    block = node.build()
+    tokens = decode_tokens(block.header.work.tokens)
+    tokens[position] = (tokens[position] + delta) % VOCAB
+    changed = with_header(block, work=block.header.work._replace(tokens=encode_tokens(tokens)))
+    check_header(changed.header, REGTEST)
+    reject_on_connect(node, changed, Reject.BAD_WORK)
+    accept(node, node.build())  # the honest block on the same parent still connects
+
+
+def test_draw_replayed_on_another_parent(node: Node) -> None:
+    # A draw is bound to its header: the winning tokens of one block, replayed by the
+    # same worker with the same counter in a block on another parent, are not that
+    # header's draw (its seed covers the parent).
+    first = node.build()
+    accept(node, first)
+    second = node.build()
+    replay = with_header(second, work=first.header.work)
+    assert header_seed(replay.header, REGTEST) != header_seed(first.header, REGTEST)
+    check_header(replay.header, REGTEST)
+    reject_on_connect(node, replay, Reject.BAD_WORK)
+    accept(node, second)
+
+
+def test_draw_kept_under_other_transactions(node: Node, base: BaseChain) -> None:
+    # The seed covers the Merkle root: a won draw does not carry over to another body.
+    block = node.build()
+    other = node.build(spends(base, 1))
+    swapped = with_header(other, work=block.header.work)
+    reject_on_connect(node, swapped, Reject.BAD_WORK)
+    accept(node, other)
 
 
 @pytest.mark.parametrize(("byte", "bit"), [(0, 0), (63, 7)])
@@ -253,7 +381,7 @@ def test_producer_signature_bit_flipped(node: Node, byte: int, bit: int) -> None
 
 
 def test_producer_signature_by_another_key(node: Node) -> None:
-    # Bob signs a header whose ticket names the producer's key as the worker.
+    # Bob signs a header whose work names the producer's key as the worker.
     reject(node, with_header(node.build(), secret=BOB), InvalidBlock, Reject.PRODUCER_SIG)
 
 
@@ -270,8 +398,8 @@ def test_header_changed_after_signing(node: Node) -> None:
 
 def test_worker_key_not_on_the_curve(node: Node) -> None:
     block = node.build()
-    bad_key = block.header.ticket._replace(worker_key=b"\xff" * 32)
-    reject(node, with_header(block, ticket=bad_key), InvalidBlock, Reject.PRODUCER_SIG)
+    bad_key = block.header.work._replace(worker_key=b"\xff" * 32)
+    reject(node, with_header(block, work=bad_key), InvalidBlock, Reject.PRODUCER_SIG)
 
 
 # -- the transaction list (§4.6-4.11) -------------------------------------------------------
@@ -474,29 +602,38 @@ def test_time_exactly_two_hours_ahead_is_accepted(node: Node) -> None:
     accept(node, node.build(time=NOW + MAX_FUTURE_BLOCK_TIME))
 
 
-def _testnet_block_with_target(node: Node, target: int, time_offset: int = 30) -> Block:
-    """A testnet block on the tip carrying ``target`` with a ticket that meets both it
-    and the real target, so only the target rule can fail."""
+def _asert_block_with_target(node: Node, target: int, time_offset: int = 30) -> Block:
+    """A block on the tip carrying ``target`` with a draw that meets it, so only the
+    target rule can fail."""
     block = node.build(time=node.cs.tip.header.time + time_offset)
-    t = block.header.ticket
-    counter = find_ticket(block.header.prev_hash, t.worker_key, min(target, block.header.target))
-    return with_header(
-        block, params=TESTNET, target=target, ticket=t._replace(unit_counter=counter)
-    )
+    return draw_for_target(node.params, block, target)
 
 
-def test_wrong_target_not_following_asert(testnet: Node) -> None:
+def test_wrong_target_not_following_asert(asert_net: Node) -> None:
     # Block 1 comes an hour (one half-life) late, so ASERT roughly doubles the target
     # for block 2; a block keeping the genesis target ignores the retarget.
-    accept(testnet, testnet.build(time=TESTNET.genesis_time + 3600))
-    tip = testnet.cs.tip
-    expected = next_target(TESTNET, tip.header.time, tip.height)
-    assert TESTNET.genesis_target < expected < TESTNET.max_target
-    for wrong in (TESTNET.genesis_target, expected - 1, expected + 1):
+    accept(asert_net, asert_net.build(time=ASERT_NET.genesis_time + 3600))
+    tip = asert_net.cs.tip
+    expected = next_target(ASERT_NET, tip.header.time, tip.height)
+    assert ASERT_NET.genesis_target < expected < ASERT_NET.max_target
+    for wrong in (ASERT_NET.genesis_target, expected - 1, expected + 1):
         reject(
-            testnet, _testnet_block_with_target(testnet, wrong), InvalidBlock, Reject.TARGET_WRONG
+            asert_net,
+            _asert_block_with_target(asert_net, wrong),
+            InvalidBlock,
+            Reject.TARGET_WRONG,
         )
-    accept(testnet, _testnet_block_with_target(testnet, expected))
+    accept(asert_net, _asert_block_with_target(asert_net, expected))
+
+
+def test_wrong_fixed_target(hard: Node) -> None:
+    # A regtest network with a fixed target: a block drawn for plain regtest carries
+    # plain regtest's target, which every draw meets, and not the network's.
+    info = hard.cs.parent_info(hard.tip_hash)
+    easy = assemble_block(REGTEST, info, PRODUCER, [], info.time + 200, sampler=sample)
+    assert easy.header.target == REGTEST.genesis_target != HARD.block_target
+    check_header(easy.header, HARD)
+    reject(hard, easy, InvalidBlock, Reject.TARGET_WRONG)
 
 
 # -- connecting (§5.7-5.8) ------------------------------------------------------------------

@@ -27,7 +27,7 @@ from chain.amounts import MAX_MONEY
 from chain.block import decode_block
 from chain.checks import check_transaction
 from chain.coins import Coin, MemoryCoins
-from chain.contextual import ParentInfo, check_tx_inputs, connect_block
+from chain.contextual import ParentInfo, check_block_work, check_tx_inputs, connect_block
 from chain.errors import (
     DecodeError,
     InvalidBlock,
@@ -64,6 +64,7 @@ from tests.chainbuilder import (
     sign_for,
     unsigned_transfer,
 )
+from tests.exactwork import sample, verify
 
 BOB_KEY = key(BOB)
 
@@ -141,8 +142,12 @@ def _forged_view(*amounts: int) -> tuple[MemoryCoins, list[Spendable]]:
 def _connect_over(view: MemoryCoins, txs: list[Transaction], fees: int = 0) -> None:
     genesis = REGTEST.genesis
     parent = ParentInfo(genesis.hash, 0, genesis.header.time, genesis.header.time)
-    block = assemble_block(REGTEST, parent, PRODUCER, txs, genesis.header.time + 1, fees=fees)
-    connect_block(decode_block(block.encoded), view, REGTEST)
+    block = assemble_block(
+        REGTEST, parent, PRODUCER, txs, genesis.header.time + 1, fees=fees, sampler=sample
+    )
+    block = decode_block(block.encoded)
+    check_block_work(block, REGTEST, [REGTEST.lottery.standing_job], verify)
+    connect_block(block, view, REGTEST)
 
 
 @pytest.mark.parametrize(

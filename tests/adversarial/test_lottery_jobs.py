@@ -138,7 +138,7 @@ def test_a_draw_from_a_job_not_yet_active_is_bad_work(node: Node, base: BaseChai
 
 def test_disconnecting_the_block_removes_the_job(node: Node, base: BaseChain) -> None:
     fork_point = node.tip_hash
-    (admitting,) = node.mine(1, [job_submit(base)])
+    node.mine(1, [job_submit(base)])
     job_id = job_spec(PROMPTS).job_id
     assert job_id in node.cs.known_job_ids()
     # A longer branch without the job-submit from the fork point wins.
