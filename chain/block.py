@@ -38,7 +38,7 @@ from chain.transaction import HASH_SIZE, PUBKEY_SIZE, SIGNATURE_SIZE, Transactio
 
 MAX_BLOCK_SIZE = 2_000_000  # bytes of one encoded block (consensus)
 MAX_BLOCK_TXS = 20_000  # decoder bound; MAX_BLOCK_SIZE is tighter in practice
-# An encoded header is 242 to 266 bytes plus its tokens (4 bytes each, at most
+# An encoded header is 244 to 268 bytes plus its tokens (4 bytes each, at most
 # MAX_WORK_TOKENS of them): at most 1,293 bytes.
 HEADER_SIZE_LIMIT = 1_300
 BLOCK_VERSION = 2

@@ -108,7 +108,7 @@ class IndexEntry:
 
 
 def decode_index_entry(block_hash: bytes, data: bytes) -> IndexEntry:
-    f = expect_list(unpack_canonical(data, 1024), "index", length=3)
+    f = expect_list(unpack_canonical(data, 4096), "index", length=3)
     header = header_from_wire(f[0])
     work = int.from_bytes(expect_bytes(f[1], "index.work", length=40), "big")
     status = BlockStatus(expect_int(f[2], "index.status", 0, 7))

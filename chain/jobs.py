@@ -14,8 +14,10 @@ exact: the floating-point work and its judgement live in ``workloads/``, never h
 ``params`` are sorted by name, each name allowed for the kind exactly once (§2 of
 specs/jobs.md lists them with their ranges). A spec that breaks any of this raises
 :class:`InvalidJobSpec` with a stable code, so a tool or peer can tell *why* it was
-refused. Job specs are not yet carried by transactions (that arrives with Proof of
-Benefit as the ``job-submit`` kind); the codes become consensus reject codes then.
+refused. A ``job-submit`` transaction carries a spec today only for a steward's lottery
+job (chain/lottery.py, where any refusal is the consensus code ``bad-job-spec``); research
+jobs on chain, with these codes as consensus reject codes, come with Proof of Benefit
+part 2.
 """
 
 from __future__ import annotations

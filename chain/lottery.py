@@ -134,7 +134,7 @@ WorkVerifier = Callable[[DrawTask, bytes], bool]
 
 # -- the draw -----------------------------------------------------------------------------
 def draw_seed(magic: bytes, header_fields: list[Any]) -> bytes:
-    """§2: the seed of a draw, from the network magic and the header without its work
+    """specs/pob.md §2: the seed of a draw, from the network magic and the header without its work
     outputs (``BlockHeader.draw_wire``). It covers the parent and the Merkle root, so a
     draw is worth nothing on another fork, with other transactions, or on another network."""
     return tagged_hash(TAG_DRAW, magic + pack(header_fields))
@@ -151,20 +151,20 @@ def decode_tokens(data: bytes) -> list[int]:
 
 
 def pow_value(seed: bytes, tokens: bytes) -> int:
-    """§2: the number compared with the target: ``H_fc/pow(seed || H_fc/tokens(tokens))``."""
+    """specs/pob.md §2: the number compared with the target: ``H_fc/pow(seed || H_fc/tokens(tokens))``."""
     out = tagged_hash(TAG_TOKENS, tokens)
     return int.from_bytes(tagged_hash(TAG_POW, seed + out), "big")
 
 
 def active_jobs(jobs: Sequence[LotteryJob], height: int) -> list[LotteryJob]:
-    """§4: the jobs a block at ``height`` draws from, in the canonical order: by the
+    """specs/pob.md §4: the jobs a block at ``height`` draws from, in the canonical order: by the
     height they became drawable, then by job id."""
     live = [j for j in jobs if j.active_from <= height]
     return sorted(live, key=lambda j: (j.active_from, j.job_id))
 
 
 def choose_prompt(seed: bytes, jobs: Sequence[LotteryJob]) -> tuple[LotteryJob, int]:
-    """§2: the seed picks a job uniformly, then a prompt of it uniformly. Neither is
+    """specs/pob.md §2: the seed picks a job uniformly, then a prompt of it uniformly. Neither is
     claimed by the header, so there is nothing about the choice to check."""
     if not jobs:
         raise ValueError("no active lottery job (the standing job is always active)")
@@ -175,7 +175,7 @@ def choose_prompt(seed: bytes, jobs: Sequence[LotteryJob]) -> tuple[LotteryJob, 
 
 # -- validity ------------------------------------------------------------------------------
 def check_work_shape(tokens: bytes, lottery: LotteryParams) -> None:
-    """§3 rule 1 (context-free): exactly ``max_new_tokens`` tokens, each in the vocabulary."""
+    """specs/pob.md §3 rule 1 (context-free): exactly ``max_new_tokens`` tokens, each in the vocabulary."""
     if len(tokens) != lottery.max_new_tokens * TOKEN_BYTES:
         raise InvalidBlock(
             Reject.BAD_WORK_SHAPE,
@@ -189,7 +189,7 @@ def check_work_shape(tokens: bytes, lottery: LotteryParams) -> None:
 
 
 def check_work_pow(seed: bytes, tokens: bytes, target: int) -> None:
-    """§3 rule 2 (context-free, two hashes): the draw meets the target."""
+    """specs/pob.md §3 rule 2 (context-free, two hashes): the draw meets the target."""
     if pow_value(seed, tokens) > target:
         raise InvalidBlock(Reject.BAD_WORK_POW, "the draw does not meet the target")
 
@@ -197,7 +197,7 @@ def check_work_pow(seed: bytes, tokens: bytes, target: int) -> None:
 def check_work(
     seed: bytes, tokens: bytes, jobs: Sequence[LotteryJob], verifier: WorkVerifier
 ) -> DrawTask:
-    """§3 rule 3 (contextual): the tokens are the exact generation for the seed's prompt
+    """specs/pob.md §3 rule 3 (contextual): the tokens are the exact generation for the seed's prompt
     among the jobs active at the parent. The verifier runs the model; consensus takes
     only its yes or no."""
     job, index = choose_prompt(seed, jobs)
@@ -217,13 +217,19 @@ def steward_message(magic: bytes, job_id: bytes) -> bytes:
 
 
 def check_prompt_text(text: str) -> None:
-    """A lottery prompt: 1..MAX_PROMPT_BYTES bytes of printable UTF-8, no surrounding
-    whitespace (the rules the shipped file obeys, so every set reads the same way)."""
+    """A lottery prompt: 1..MAX_PROMPT_BYTES bytes of UTF-8 with no control character
+    (U+0000–U+001F, U+007F–U+009F) and no space at either end.
+
+    The rule names code points, not Unicode categories: a category test (``isprintable``)
+    follows the interpreter's Unicode tables, which grow with each Python release, and
+    two nodes on different versions would disagree about a block."""
     size = len(text.encode("utf-8"))
     if not 1 <= size <= MAX_PROMPT_BYTES:
         raise ValueError(f"{size} bytes, outside 1..{MAX_PROMPT_BYTES}")
-    if text != text.strip() or not text.isprintable():
-        raise ValueError("surrounding whitespace or an unprintable character")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text):
+        raise ValueError("a control character")
+    if text[0] == " " or text[-1] == " ":
+        raise ValueError("a space at either end")
 
 
 def prompts_root(prompts: Sequence[str]) -> bytes:
@@ -245,7 +251,7 @@ def parse_job_submit(tx: Transaction) -> tuple[bytes, list[str], bytes, bytes]:
 
 
 def check_job_submit(tx: Transaction, magic: bytes, lottery: LotteryParams) -> JobSubmit:
-    """§4: a steward's lottery job is a sample job of the network's one shape, over the
+    """specs/pob.md §4: a steward's lottery job is a sample job of the network's one shape, over the
     prompts it carries, signed by a steward. Raises ``InvalidTransaction``."""
     raw_spec, raw_prompts, steward, signature = parse_job_submit(tx)
     try:

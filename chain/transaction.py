@@ -49,7 +49,7 @@ class TxKind:
 
     TRANSFER = 0
     COINBASE = 1
-    JOB_SUBMIT = 2  # reserved for Proof of Benefit
+    JOB_SUBMIT = 2  # a steward's lottery job (chain/lottery.py); research jobs in PoB part 2
     BOND = 3  # reserved
     UNBOND = 4  # reserved
     CHALLENGE = 5  # reserved
