@@ -3,12 +3,14 @@
 #                payments, then useful work: an embedding job and a training sweep, audited,
 #                and one exact draw re-checked bit for bit)
 #   make test  - set everything up, then run the whole test suite
+# CUDA=1 (e.g. make setup CUDA=1) installs torch's CUDA build instead of the CPU one, for
+# fcd/fc --device cuda (scripts/setup.sh --cuda).
 PY := .venv/bin/python
 
 .PHONY: setup run test lint bench
 
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh $(if $(filter 1,$(CUDA)),--cuda)
 
 run: setup
 	$(PY) -m testnet.solo

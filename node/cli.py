@@ -585,7 +585,8 @@ def mining_info(settings: Settings) -> None:
 
     def render(d: Any) -> None:
         if d["mining"]:
-            state = f"yes, on {d['device']} ({d['threads']} threads, batches of {d['batch']})"
+            threads = f"{d['threads']} thread{'' if d['threads'] == 1 else 's'}"
+            state = f"yes, on {d['device']} ({threads}, batches of {d['batch']})"
         else:
             state = "no (start fcd with --mine)"
         key_values(
@@ -597,7 +598,10 @@ def mining_info(settings: Settings) -> None:
                 ("draws per block", f"{d['network_draws_per_block']:,} expected"),
                 ("draws", f"{d['draws']:,}"),
                 ("draws/s", f"{d['draws_per_second']:.2f}"),
-                ("time to a block", _duration(d["expected_seconds_per_block"])),
+                (
+                    "time to a block",
+                    _duration(d["expected_seconds_per_block"]) if d["mining"] else "-",
+                ),
                 ("blocks found", d["blocks_found"]),
             ],
         )

@@ -81,7 +81,7 @@ class NodeConfig:
     device: str = "cpu"  # where draws run: cpu or cuda
     mine_threads: int = 1  # torch threads the miner's draws use
     mine_batch: int = 8  # draws computed together (one batched generation)
-    pay_to: str | None = None  # address the miner's coinbase pays (default: a fresh wallet key)
+    pay_to: str | None = None  # address the miner's coinbase pays (default: DATADIR/miner.key)
     assume_valid: str | None = None  # block hash (hex) or "0" to re-execute every draw
     regtest_draws_per_block: int = 1  # regtest only: a fixed target this many draws hard
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -39,6 +39,7 @@ from chain.policy import DEFAULT_POLICY, PolicyConfig
 from chain.template import create_block
 from chain.transaction import Transaction
 
+T = TypeVar("T")
 EVENT_BUFFER = 1024  # events a subscriber may lag behind before it loses some
 
 
@@ -192,6 +193,13 @@ class NodeCore:
             return BlockOutcome(self.chainstate.accept_block(block, self.now()))
         except RuleError as exc:
             return BlockOutcome(ChainUpdate([], []), exc)
+
+    async def read_consistent(self, read: Callable[[], T]) -> T:
+        """Run ``read`` in a worker thread with the core's lock held, so it sees the tip,
+        the lottery jobs and the mempool of one moment (the miner's template needs all
+        three to agree). ``read`` must not change anything."""
+        async with self._lock:
+            return await trio.to_thread.run_sync(read)
 
     async def submit_transaction(self, tx: Transaction) -> AcceptResult:
         """Offer ``tx`` to the mempool; raises ``RuleError`` when it is refused."""

@@ -169,11 +169,15 @@ def check_device(device: str) -> None:
         return
     import torch  # imported here: only a CUDA node pays for it before the model loads
 
-    if not torch.cuda.is_available():
-        why = "is the CPU build" if torch.version.cuda is None else "sees no GPU"
+    if torch.version.cuda is None:
         raise StartupError(
-            f"--device cuda: torch {torch.__version__} {why}; install the CUDA build "
-            f"with: {CUDA_SETUP_COMMAND}"
+            f"--device cuda: torch {torch.__version__} is the CPU build; install the CUDA "
+            f"build with: {CUDA_SETUP_COMMAND}"
+        )
+    if not torch.cuda.is_available():
+        raise StartupError(
+            f"--device cuda: torch {torch.__version__} (CUDA {torch.version.cuda}) sees no "
+            "GPU; check the NVIDIA driver and CUDA_VISIBLE_DEVICES"
         )
 
 
@@ -191,12 +195,14 @@ def open_lottery(config: NodeConfig, params: ChainParams) -> Any:
     """Load the network's integer lottery model (deriving it into the store the first
     time: about 5 s for the tiny model, a minute for SmolLM2)."""
     from workloads.lottery import ExactLottery, LotteryError
-
-    check_device(config.device)
     from workloads.store import BlobStore
 
+    check_device(config.device)
+    # torch's thread count is process-wide: a miner's --mine-threads serves validation
+    # too; a node that does not mine checks blocks on one thread (the lottery's default).
+    threads = config.mine_threads if config.mine else 1
     try:
-        return ExactLottery(params, BlobStore(config.store_dir), config.device)
+        return ExactLottery(params, BlobStore(config.store_dir), config.device, threads=threads)
     except (LotteryError, OSError) as exc:
         raise StartupError(
             f"cannot load the lottery model into {config.store_dir}: {exc}"
