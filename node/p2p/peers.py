@@ -13,7 +13,8 @@ draw is re-executed, one model pass in NodeCore's worker thread. No honest peer 
 header or block failing any of the three (it announces and serves only blocks it has
 connected), and each costs us work, so a peer that does is banned on the spot
 (``P2PService.discourage``), whatever its score, and the headers it gave us are dropped:
-:data:`WORK_REJECTS` lists the codes. A peer identity thus costs us at most one model pass that fails.
+:data:`WORK_REJECTS` lists the codes. A peer identity thus costs us at most one model
+pass that fails.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ wants the body fetches it by request/response from the peer that announced it. M
 transactions travel in one batch message, capped in bytes and count.
 
 **Announce what you have, not what you heard.** Our gossipsub router never forwards
-other peers' messages (:class:`_AnnounceOnly`). A node announces a block only once it
-has connected it and relays a transaction only once its own mempool accepted it, by
-watching ``NodeCore``'s events; a peer that receives our announcement can therefore
-always fetch the body from us, and invalid data stops at the first honest node. Seen
-caches and the chainstate's own "already have it" answers end the flood.
+other peers' messages (:class:`_AnnounceOnly`), and replays to a newly subscribed peer
+only its newest :data:`REPLAY_ON_JOIN` messages of a topic. A node announces a block
+only once it has connected it and relays a transaction only once its own mempool
+accepted it, by watching ``NodeCore``'s events; a peer that receives our announcement
+can therefore always fetch the body from us, and invalid data stops at the first honest
+node. Seen caches and the chainstate's own "already have it" answers end the flood.
 
 **Validators gate, workers validate.** The topic validators are synchronous and cheap:
 the sender must be a handshaken peer, within its per-peer rate, and the payload must
@@ -25,8 +26,18 @@ submit blocks and transactions to ``NodeCore``, which does the expensive checks 
 worker thread. A full queue drops (and counts) rather than grows.
 
 **Orphans.** A block whose parent we do not know is kept, at most
-:data:`MAX_ORPHAN_BLOCKS` of them (oldest evicted first), while headers-first sync fetches
-the parent chain from the announcing peer; it is submitted as soon as its parent connects.
+:data:`MAX_ORPHAN_BLOCKS` of them and :data:`MAX_ORPHANS_PER_PEER` from one peer (oldest
+evicted first), while headers-first sync fetches the parent chain from the announcing
+peer; it is submitted as soon as its parent connects.
+
+**Claimed work.** An announced header's draw is checked for shape and hash only (cheap);
+re-executing it (``bad-work``) is a model pass, done when the block connects, in
+NodeCore's worker thread. So a block is fetched and submitted only if it would become our
+tip (its parent's work plus its own beats our tip's), and a sender whose header or block
+fails any draw check is banned at once (``P2PService.discourage``), its orphans dropped.
+What relay keeps per peer of what it announced is bounded: one claimed tip and one
+unknown announced hash (``Peer``), and at most :data:`MAX_ORPHANS_PER_PEER` orphans; it
+keeps no header chains (those are sync's, bounded by ``sync.MAX_UNVERIFIED_HEADERS``).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from libp2p.abc import IHost
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -62,6 +74,7 @@ from node.core import BlockConnected, BlockDisconnected, TransactionsAccepted
 from node.p2p import messages as m
 from node.p2p.errors import PeerUnavailable
 from node.p2p.limits import Penalty, SeenCache
+from node.p2p.peers import WORK_REJECTS
 
 if TYPE_CHECKING:
     from node.p2p.peers import Peer
@@ -76,8 +89,12 @@ ANNOUNCE_QUEUE = 256  # announcements waiting for a worker
 TX_BATCH_QUEUE = 64  # transaction batches waiting for a worker
 RELAY_QUEUE = 20_000  # accepted transactions waiting to be relayed
 MAX_ORPHAN_BLOCKS = 16
+MAX_ORPHANS_PER_PEER = 4  # so that one peer cannot evict everyone else's orphans
 FETCH_CONCURRENCY = 4  # announced blocks fetched at once
 KNOWN_TXS = 100_000  # wtxids we have received or relayed (LRU)
+# Our newest messages per topic replayed to a peer that subscribes (py-libp2p replays its
+# whole cache window): well inside every receiver's burst (specs/p2p.md §5.1).
+REPLAY_ON_JOIN = 10
 
 # Transaction rejects that no honest relayer can cause: context-free rules and signatures.
 # Everything else (spent or missing inputs, immature coinbases, fees, policy) may be a
@@ -116,6 +133,33 @@ class _AnnounceOnly(GossipSub):
     async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
         if self.pubsub is not None and msg_forwarder == self.pubsub.my_id:
             await super().publish(msg_forwarder, pubsub_msg)
+
+    async def send_recent_messages(self, peer_id: ID, topic: str) -> None:
+        """Replay our newest :data:`REPLAY_ON_JOIN` messages of ``topic`` to a peer that
+        subscribes to it. py-libp2p 0.8 replays the whole message-cache window (three
+        heartbeats; more messages when heartbeats lag under load), which can pass the
+        receiver's burst for the topic (specs/p2p.md §5.1) and get an honest node
+        discouraged the moment a peer joins."""
+        pubsub = self.pubsub
+        stream = pubsub.peers.get(peer_id) if pubsub is not None else None
+        if pubsub is None or stream is None:
+            return
+        newest: list[bytes] = []
+        for entries in self.mcache.history[: self.mcache.window_size]:  # newest first
+            for entry in reversed(entries):
+                if topic in entry.topics and len(newest) < REPLAY_ON_JOIN:
+                    newest.append(entry.mid)
+        for mid in reversed(newest):  # oldest of them first
+            msg = self.mcache.get(mid)
+            if msg is None:
+                continue
+            rpc = rpc_pb2.RPC(publish=[msg])
+            rpc.senderRecord, _ = env_to_send_in_RPC(pubsub.host)
+            try:
+                await pubsub.write_msg(stream, rpc)
+            except Exception as exc:
+                log.debug("replay to %s failed: %s", peer_id, exc)
+                return
 
 
 class Relay:
@@ -222,7 +266,11 @@ class Relay:
         try:
             check_header(header, self.params)
         except InvalidBlock as exc:
-            self.service.penalize(peer.peer_id, Penalty.INVALID_HEADER, f"announced: {exc}")
+            if exc.code in WORK_REJECTS:
+                self.service.stats.work_bans[exc.code.value] += 1
+                self.service.discourage(peer.peer_id, Penalty.INVALID_HEADER, f"announced: {exc}")
+            else:
+                self.service.penalize(peer.peer_id, Penalty.INVALID_HEADER, f"announced: {exc}")
             return False
         return True
 
@@ -293,9 +341,12 @@ class Relay:
                     )
                     continue
                 if parent is not None:
-                    peer.claim(
-                        block_hash, header.height, parent.chain_work + block_work(header.target)
-                    )
+                    work = parent.chain_work + block_work(header.target)
+                    peer.claim(block_hash, header.height, work)
+                    if work <= cs.tip.chain_work:
+                        # It would not become our tip, so it would be stored unverified:
+                        # fetch nothing (if its branch grows past us, sync fetches it).
+                        continue
                 else:
                     # We cannot weigh it yet: sync will ask this peer for the chain between.
                     peer.unknown_tip = block_hash
@@ -322,6 +373,8 @@ class Relay:
         block = blocks[0]
         if block is None:
             return  # it announced, then lost it (a reorg); sync will sort it out
+        if self.service.is_banned(peer.peer_id):
+            return  # banned meanwhile: what it gave us goes with it
         if block_hash not in self.core.chainstate.index:  # sync may have been quicker
             self.service.stats.blocks_relayed_in += 1
             await self.submit_block(block, peer.peer_id)
@@ -332,6 +385,11 @@ class Relay:
         pending = [(block, source)]
         while pending:
             block, source = pending.pop()
+            if self.service.is_banned(source):
+                continue  # e.g. an orphan of a peer banned meanwhile
+            if not self._would_be_tip(block):
+                self.service.stats.dropped["low-work-blocks"] += 1
+                continue
             error = (await self.core.submit_block(block)).error
             if error is None:
                 pending.extend(self._children_of(block.hash))
@@ -340,10 +398,32 @@ class Relay:
                 self.service.sync.wake()
             elif isinstance(error, BlockTooNew):
                 log.info("block %s from %s is too new for our clock", block.hash.hex()[:16], source)
+            elif error.code in WORK_REJECTS:
+                self.service.stats.work_bans[error.code.value] += 1
+                self.service.discourage(source, Penalty.INVALID_BLOCK, str(error))
             else:
                 self.service.penalize(source, Penalty.INVALID_BLOCK, str(error))
 
+    def _would_be_tip(self, block: Block) -> bool:
+        """Whether ``block`` would beat our tip (True when we cannot weigh it yet: its
+        parent is unknown, so it can only become an orphan). A block that would not is
+        not submitted: it would be stored without its draw ever being checked."""
+        cs = self.core.chainstate
+        parent = cs.index.get(block.header.prev_hash)
+        if parent is None:
+            return True
+        return parent.chain_work + block_work(block.header.target) > cs.tip.chain_work
+
+    def drop_peer(self, peer_id: str) -> None:
+        """``peer_id`` was banned: forget the orphan blocks it gave us."""
+        for block_hash in [h for h, (_, src) in self._orphans.items() if src == peer_id]:
+            del self._orphans[block_hash]
+
     def _keep_orphan(self, block: Block, source: str) -> None:
+        mine = [h for h, (_, src) in self._orphans.items() if src == source]
+        if block.hash not in self._orphans and len(mine) >= MAX_ORPHANS_PER_PEER:
+            del self._orphans[mine[0]]
+            self.service.stats.dropped["orphan-blocks"] += 1
         self._orphans[block.hash] = (block, source)
         while len(self._orphans) > MAX_ORPHAN_BLOCKS:
             self._orphans.popitem(last=False)

@@ -383,7 +383,9 @@ class P2PService:
         orphan blocks it gave us, and close its connection."""
         self._refuse(peer_id, self.config.discourage_seconds)
         self.stats.discouragements += 1
-        log.warning("peer %s discouraged for %d s: %s", peer_id, self.config.discourage_seconds, label)
+        log.warning(
+            "peer %s discouraged for %d s: %s", peer_id, self.config.discourage_seconds, label
+        )
         self._forget_peer(peer_id)
         self.sync.drop_peer(peer_id)
         self.relay.drop_peer(peer_id)

@@ -8,21 +8,47 @@ an announcement), :class:`HeaderSync` runs a *round* against that peer (specs/p2
    each step (:func:`locator_heights`), so ~40 hashes cover any chain and the peer finds
    our fork point with its first hash on its own chain. Each reply must link to a block we
    know, each header to the one before it with consecutive heights, and each header must
-   pass ``chain.checks.check_header`` (version, target range, ticket, producer signature)
-   — all before a single block body is fetched, so a peer cannot make us download blocks
-   of a chain that is wrong on its face. Header fetching runs ahead of block fetching by
-   up to :data:`LOOKAHEAD` headers and continues until the peer has no more.
+   pass ``chain.checks.check_header`` (version, target range, the draw's shape and hash,
+   producer signature) — all before a single block body is fetched, so a peer cannot make us download blocks
+   of a chain that is wrong on its face, nor make us run the model for a header whose
+   draw fails its cheap checks (``bad-work-shape``, ``bad-work-pow``). Header fetching
+   runs ahead of block fetching by up to :data:`LOOKAHEAD` headers and continues until
+   the peer has no more.
 2. **Blocks.** The blocks of those headers are fetched by request/response in batches of
    :data:`BATCH` from up to :data:`MAX_SYNC_PEERS` peers in parallel, two requests per
    peer in flight, never more than :data:`WINDOW` blocks (or :data:`WINDOW_BYTES` bytes)
    ahead of the next block to submit. A peer that does not have a block drops out of the
-   round; the others take over its share.
+   round; the others take over its share. Blocks are fetched only for a pending chain
+   whose headers claim more work than our tip (or whose headers fill the lookahead), so
+   a peer that merely *says* it has more work makes us fetch nothing.
 3. **Submit.** Blocks go to ``NodeCore.submit_blocks`` strictly in chain order, in runs
-   of up to :data:`SUBMIT_RUN` downloaded blocks per trip to the worker thread, so each
-   one's parent is known when it arrives. An invalid block ends the round and costs the
-   peer that gave us its header chain its connection (honest nodes serve headers only of
-   their active chain, which is valid); a block "too new" for our clock ends the round
-   without blame, to be tried again later.
+   of downloaded blocks sized to hold NodeCore's lock about :data:`SUBMIT_SECONDS` (at
+   most :data:`SUBMIT_RUN`), so each one's parent is known when it arrives. An invalid
+   block ends the round and bans the peer that gave us its header chain (honest nodes
+   serve headers only of their active chain, which they have validated); a block "too
+   new" for our clock ends the round without blame, to be tried again later.
+
+**Claimed work.** A header's draw is only *claimed* until its block connects: checking
+that its tokens are the model's draw (``bad-work``) is one model pass, which NodeCore
+runs in its worker thread (``NodeCore.submit_blocks`` → ``trio.to_thread.run_sync`` →
+``Chainstate.accept_block`` → ``_check_work``), never on the event loop. The three steps
+above run as concurrent tasks, so while a run of blocks is being re-executed in that
+thread the event loop goes on fetching headers (up to :data:`LOOKAHEAD` ahead) and blocks
+(up to :data:`WINDOW` / :data:`WINDOW_BYTES` ahead): download and validation overlap,
+with bounded buffers. We hold at most :data:`MAX_UNVERIFIED_HEADERS` checked but
+unverified headers of any one peer (of all peers together, in fact): only one round runs
+at a time, a round follows one peer's headers, and relay keeps no header chains (one
+claimed tip and one unknown announced hash per peer, relay.py).
+
+**Assume-valid.** When the network names an assume-valid block (``params.assume_valid``)
+that we have neither stored nor noted, a round first *scans* its peer's headers for it,
+before any block is fetched: the headers are checked and linked as in step 1 but only
+their hashes are kept (at most :data:`MAX_ASSUME_VALID_SCAN`), and if the block is among
+them the chainstate is told it and its ancestors (``Chainstate.note_assumed_valid``):
+their draws are not re-executed. Without the scan the lookahead would show the block only
+once sync is within a few thousand blocks of it, and everything below would be
+re-executed. A peer whose headers lack it is not scanned again. The round's own headers
+note it too, should it appear there.
 
 Rounds repeat until no peer claims more work than we have. A peer whose round ends with
 its claim unproven (it ran out of headers below the work it claimed) has its claim
@@ -44,11 +70,12 @@ from chain.block import Block, BlockHeader
 from chain.chainstate import BlockStatus
 from chain.checks import check_header
 from chain.difficulty import block_work
-from chain.errors import BlockTooNew, InvalidBlock, UnknownParent
+from chain.errors import BlockTooNew, InvalidBlock, Reject, RuleError, UnknownParent
 from chain.params import ChainParams
 from node.p2p import messages as m
 from node.p2p.errors import PeerUnavailable
 from node.p2p.limits import Penalty
+from node.p2p.peers import WORK_REJECTS
 
 if TYPE_CHECKING:
     from node.p2p.peers import Peer
@@ -56,11 +83,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fc.p2p.sync")
 
-LOOKAHEAD = 4000  # validated headers waiting for their blocks, at most
+LOOKAHEAD = 4000  # checked headers waiting for their blocks before we ask for more
+# Checked headers of one peer whose blocks have not connected yet (their draws are only
+# claimed), at most: the lookahead plus one full reply. One round runs at a time.
+MAX_UNVERIFIED_HEADERS = LOOKAHEAD + m.MAX_HEADERS
+# Header hashes held while scanning a peer's headers for the assume-valid block (~75 MB
+# at most as Python objects; ~9.5 years of mainnet blocks).
+MAX_ASSUME_VALID_SCAN = 1_000_000
 WINDOW = 512  # blocks requested or received ahead of the next one to submit
 WINDOW_BYTES = 64 * 1024 * 1024  # received blocks waiting for submission, in bytes
 BATCH = 16  # blocks per GET_BLOCKS request
-SUBMIT_RUN = 16  # downloaded blocks handed to NodeCore in one trip (holds its lock ~50 ms)
+SUBMIT_RUN = 16  # downloaded blocks handed to NodeCore in one trip, at most
+# A run holds NodeCore's lock (relay, RPC and the mempool wait) while its draws are
+# re-executed: runs are sized from the measured time per block to take about this long.
+SUBMIT_SECONDS = 0.25
 MAX_SYNC_PEERS = 8  # peers fetching blocks in one round
 WORKERS_PER_PEER = 2  # requests in flight per peer
 RECRUIT_INTERVAL = 0.25  # how often a round looks for more peers to download from
@@ -105,7 +141,12 @@ class SyncAborted(Exception):
 
 
 class BadHeaders(Exception):
-    """A headers reply that breaks linkage or a context-free header rule."""
+    """A headers reply that breaks linkage or a context-free header rule; ``code`` is the
+    rule's reject code (None for linkage)."""
+
+    def __init__(self, reason: str, code: Reject | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def check_headers(
@@ -123,7 +164,7 @@ def check_headers(
         try:
             check_header(header, params)
         except InvalidBlock as exc:
-            raise BadHeaders(f"header {n}: {exc}") from None
+            raise BadHeaders(f"header {n}: {exc}", exc.code) from None
         previous = header.hash()
         height += 1
         hashes.append(previous)
@@ -138,6 +179,8 @@ class HeaderSync:
         self._wake = trio.Event()
         self._round: _Round | None = None
         self._retry_at: dict[str, float] = {}
+        self.seconds_per_block = 0.0  # measured submit time per block (0: not yet known)
+        self.lacks_assume_valid: set[str] = set()  # peers whose headers were scanned in vain
 
     def wake(self) -> None:
         """Something changed (a peer came, went or showed a better tip): look again, and
@@ -145,6 +188,14 @@ class HeaderSync:
         self._wake.set()
         if self._round is not None:
             self._round.peers_changed()
+
+    def drop_peer(self, peer_id: str) -> None:
+        """``peer_id`` was banned: a round following its headers ends now, and its pending
+        headers (claimed work we never verified) go with it."""
+        if self._round is not None and self._round.peer.peer_id == peer_id:
+            self._round._fail(f"{peer_id} was banned", 0.0)
+        self._retry_at.pop(peer_id, None)
+        self.lacks_assume_valid.discard(peer_id)
 
     @property
     def running(self) -> bool:
@@ -221,6 +272,7 @@ class HeaderSync:
             connected = {p.peer_id for p in self.service.connected_peers()}
             for pid in [p for p in self._retry_at if p not in connected]:
                 del self._retry_at[pid]
+            self.lacks_assume_valid &= connected
 
 
 class _Round:
@@ -228,6 +280,7 @@ class _Round:
 
     def __init__(self, service: P2PService, peer: Peer) -> None:
         self.service = service
+        self.sync = service.sync
         self.core = service.core
         self.peer = peer
         tip = self.core.chainstate.tip
@@ -254,7 +307,10 @@ class _Round:
         self._changed = trio.Event()
 
     async def _wait(self) -> None:
-        await self._changed.wait()
+        # Or a second: our tip may move without the round (relay), which can make the
+        # pending chain no longer worth fetching (``_done``).
+        with trio.move_on_after(1.0):
+            await self._changed.wait()
 
     def _fail(self, reason: str, retry_after: float = RETRY_AFTER) -> None:
         if self._failure is None:
@@ -263,6 +319,11 @@ class _Round:
             self._scope.cancel()
 
     async def run(self) -> None:
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            await self._scan_for_assume_valid()
+        if self._failure is not None:
+            raise self._failure
         async with trio.open_nursery() as nursery:
             self._scope = nursery.cancel_scope
             nursery.start_soon(self._fetch_headers)
@@ -324,9 +385,82 @@ class _Round:
             block_hash, height = entry.prev_hash, height - 1
         return block_hash
 
+    @property
+    def pending(self) -> int:
+        """Checked headers whose blocks are not submitted yet."""
+        return len(self.hashes) - self.next
+
+    async def _scan_for_assume_valid(self) -> None:
+        """Before fetching any block: if the network's assume-valid block is unknown to
+        us, walk the peer's headers (checked and linked, hashes kept) until it turns up,
+        the peer has no more, or MAX_ASSUME_VALID_SCAN; then note it and its ancestors."""
+        cs = self.core.chainstate
+        target = self.service.params.assume_valid
+        if (
+            target is None
+            or target in cs.assumed_valid
+            or target in cs.index
+            or self.peer.peer_id in self.sync.lacks_assume_valid
+        ):
+            return
+        hashes: list[bytes] = []
+        locator = self._locator()
+        parent_hash, parent_height = b"", 0
+        while len(hashes) < MAX_ASSUME_VALID_SCAN:
+            try:
+                headers = await self.service.request_headers(self.peer, locator)
+            except PeerUnavailable as exc:
+                self._fail(f"headers: {exc}")
+                return
+            if not headers:
+                break
+            if not hashes:
+                parent = cs.index.get(headers[0].prev_hash)
+                if parent is None or parent.failed:
+                    return  # the round itself judges (and penalises) that
+                parent_hash, parent_height = parent.hash, parent.height
+            elif headers[0].prev_hash != parent_hash:
+                return  # its chain moved under the scan: no blame, sync as usual
+            try:
+                new = await trio.to_thread.run_sync(
+                    check_headers, headers, parent_hash, parent_height, self.service.params
+                )
+            except BadHeaders as exc:
+                self._reject_headers(exc)
+                return
+            hashes.extend(new)
+            if target in new:
+                # Straight to the chainstate (NodeCore has no method for it): a set update
+                # that the worker thread only reads.
+                added = cs.note_assumed_valid(hashes)
+                log.info(
+                    "sync: assume-valid block %s is at height %d of %s's chain; "
+                    "%d draws below it will not be re-executed",
+                    target.hex()[:16],
+                    headers[new.index(target)].height,
+                    self.peer.peer_id,
+                    added,
+                )
+                return
+            if len(headers) < m.MAX_HEADERS:
+                break
+            parent_hash, parent_height = new[-1], headers[-1].height
+            locator = (parent_hash,)
+        log.info("sync: %s's headers do not lead to the assume-valid block", self.peer.peer_id)
+        self.sync.lacks_assume_valid.add(self.peer.peer_id)
+
+    def _reject_headers(self, exc: BadHeaders) -> None:
+        """A headers reply failed a check: end the round; a failing draw bans the peer."""
+        self._fail(f"invalid headers: {exc}")
+        if exc.code in WORK_REJECTS:
+            self.service.stats.work_bans[exc.code.value] += 1
+            self.service.discourage(self.peer.peer_id, Penalty.INVALID_HEADER, str(exc))
+        else:
+            self.service.penalize(self.peer.peer_id, Penalty.INVALID_HEADER, str(exc))
+
     async def _fetch_headers(self) -> None:
         while not self.exhausted:
-            while len(self.hashes) - self.next >= LOOKAHEAD:
+            while self.pending >= LOOKAHEAD:
                 await self._wait()
             try:
                 headers = await self.service.request_headers(self.peer, self._locator())
@@ -369,13 +503,15 @@ class _Round:
             self.hashes.clear()
             self.next = 0
             parent_height, parent_work = parent.height, parent.chain_work
+        if self.pending + len(headers) > MAX_UNVERIFIED_HEADERS:  # a reply is ≤ MAX_HEADERS
+            self._fail(f"{len(headers)} headers would pass the unverified-header bound")
+            return
         try:
             hashes = await trio.to_thread.run_sync(
                 check_headers, headers, parent_hash, parent_height, self.service.params
             )
         except BadHeaders as exc:
-            self.service.penalize(self.peer.peer_id, Penalty.INVALID_HEADER, str(exc))
-            self._fail(f"invalid headers: {exc}")
+            self._reject_headers(exc)
             return
         work = parent_work
         for header, block_hash in zip(headers, hashes, strict=True):
@@ -391,14 +527,41 @@ class _Round:
         self.hashes.extend(hashes)
         self.tip_hash, self.tip_height, self.tip_work = hashes[-1], headers[-1].height, work
         self.peer.claim(self.tip_hash, self.tip_height, work)
+        assume_valid = self.service.params.assume_valid
+        if assume_valid is not None and assume_valid in hashes:
+            # The pending chain links to a block we know, header by header: the
+            # assume-valid block's ancestors among it are exactly what precedes it.
+            # (Usually the scan noted it already; then this adds nothing.)
+            added = cs.note_assumed_valid(list(self.hashes))
+            log.info(
+                "sync: assume-valid block %s found at height %d; %d draws will not be re-executed",
+                assume_valid.hex()[:16],
+                headers[hashes.index(assume_valid)].height,
+                added,
+            )
 
     # -- blocks ---------------------------------------------------------------------------
     def _have(self, block_hash: bytes) -> bool:
         entry = self.core.chainstate.index.get(block_hash)
         return entry is not None and bool(entry.status & BlockStatus.HAVE_DATA)
 
+    def _worth_fetching(self) -> bool:
+        """Whether to fetch blocks now: only when the pending chain's headers claim more
+        work than our tip, or fill the lookahead while the peer has more (a fork deeper
+        than the lookahead must have blocks submitted before its headers can show the
+        work). A peer that only *says* it has more work (its hello, an announcement)
+        thus makes us fetch nothing, and one whose headers run out below our work makes
+        us fetch nothing more."""
+        if self.tip_work > self.core.chainstate.tip.chain_work:
+            return True
+        return self.pending >= LOOKAHEAD and not self.exhausted
+
+    def _done(self) -> bool:
+        """The peer has no more headers and nothing pending is worth fetching."""
+        return self.exhausted and (self.next >= len(self.hashes) or not self._worth_fetching())
+
     def _take_batch(self) -> list[bytes]:
-        if self.received_bytes >= WINDOW_BYTES:
+        if self.received_bytes >= WINDOW_BYTES or not self._worth_fetching():
             return []
         batch = []
         end = min(len(self.hashes), self.next + WINDOW)
@@ -417,7 +580,7 @@ class _Round:
             while True:
                 batch = self._take_batch()
                 if not batch:
-                    if self.exhausted and self.next >= len(self.hashes):
+                    if self._done():
                         return
                     await self._wait()
                     continue
@@ -444,24 +607,25 @@ class _Round:
                     return
         finally:
             self.workers -= 1
-            if self.workers == 0 and not (self.exhausted and self.next >= len(self.hashes)):
+            if self.workers == 0 and not self._done():
                 self._fail("no peer serves the blocks of this chain")
+            self._notify()
 
     async def _submit_all(self) -> None:
         cs = self.core.chainstate
         while True:
+            if self._done():
+                return
             if self.next >= len(self.hashes):
-                if self.exhausted:
-                    return
                 await self._wait()
                 continue
             block_hash = self.hashes[self.next]
             if self._have(block_hash):  # stored already (an announcement was quicker)
                 if cs.index[block_hash].failed:
-                    self.service.penalize(
+                    self._fail("the chain contains an invalid block")
+                    self.service.discourage(
                         self.peer.peer_id, Penalty.INVALID_BLOCK, "chain with an invalid block"
                     )
-                    self._fail("the chain contains an invalid block")
                     return
                 if self.received.pop(block_hash, None) is not None:
                     self.received_bytes = sum(b.size for b in self.received.values())
@@ -472,7 +636,9 @@ class _Round:
             if not run:
                 await self._wait()
                 continue
+            started = time.perf_counter()
             outcomes = await self.core.submit_blocks(run)
+            self._measure(time.perf_counter() - started, len(outcomes))
             for block, outcome in zip(run, outcomes, strict=False):
                 del self.received[block.hash]
                 self.received_bytes -= block.size
@@ -489,17 +655,43 @@ class _Round:
                 elif isinstance(error, UnknownParent):
                     self._fail("parent unknown while submitting in order", 0.0)
                 else:
-                    self.service.penalize(
-                        self.peer.peer_id, Penalty.INVALID_BLOCK, f"height {height}: {error}"
-                    )
                     self._fail(f"invalid block at height {height}: {error}")
+                    self._blame(error, height)
                 return
+
+    def _blame(self, error: RuleError, height: int) -> None:
+        """A block of the round's chain is invalid: ban the peer whose headers led us to
+        it. Its pending headers are dropped with the round. (Whoever served the body is
+        not blamed: an honest node may store, and serve, a side-chain block it never
+        connected, so never verified.)"""
+        detail = f"height {height}: {error}"
+        if error.code in WORK_REJECTS:
+            self.service.stats.work_bans[error.code.value] += 1
+            log.warning("sync: %s gave us a block whose draw fails: %s", self.peer.peer_id, detail)
+        self.service.discourage(self.peer.peer_id, Penalty.INVALID_BLOCK, detail)
+
+    def _measure(self, seconds: float, blocks: int) -> None:
+        """Keep a moving average of the time one block takes to submit."""
+        if blocks:
+            per_block = seconds / blocks
+            previous = self.sync.seconds_per_block
+            self.sync.seconds_per_block = (
+                per_block if previous == 0.0 else 0.7 * previous + 0.3 * per_block
+            )
+
+    def _run_length(self) -> int:
+        """Blocks per trip to NodeCore: about SUBMIT_SECONDS of validation, 1..SUBMIT_RUN.
+        The first trip of a node is one block, to measure."""
+        per_block = self.sync.seconds_per_block
+        if per_block == 0.0:
+            return 1
+        return max(1, min(SUBMIT_RUN, int(SUBMIT_SECONDS / per_block)))
 
     def _ready_run(self) -> list[Block]:
         """The downloaded blocks from the next one to submit on, up to the first gap or
-        one already stored, at most ``SUBMIT_RUN``."""
-        run = []
-        for block_hash in self.hashes[self.next : self.next + SUBMIT_RUN]:
+        one already stored, at most ``_run_length()``."""
+        run: list[Block] = []
+        for block_hash in self.hashes[self.next : self.next + self._run_length()]:
             block = self.received.get(block_hash)
             if block is None or (run and self._have(block_hash)):
                 break
