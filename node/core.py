@@ -201,6 +201,12 @@ class NodeCore:
         async with self._lock:
             return await trio.to_thread.run_sync(read)
 
+    def note_assumed_valid(self, header_hashes: list[bytes]) -> int:
+        """Sync found the assume-valid block among checked, linked headers: their draws
+        will not be re-executed (``Chainstate.note_assumed_valid``). A set update that the
+        validation thread only reads, so it needs no lock."""
+        return self.chainstate.note_assumed_valid(header_hashes)
+
     async def submit_transaction(self, tx: Transaction) -> AcceptResult:
         """Offer ``tx`` to the mempool; raises ``RuleError`` when it is refused."""
         async with self._lock:

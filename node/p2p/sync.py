@@ -430,9 +430,7 @@ class _Round:
                 return
             hashes.extend(new)
             if target in new:
-                # Straight to the chainstate (NodeCore has no method for it): a set update
-                # that the worker thread only reads.
-                added = cs.note_assumed_valid(hashes)
+                added = self.core.note_assumed_valid(hashes)
                 log.info(
                     "sync: assume-valid block %s is at height %d of %s's chain; "
                     "%d draws below it will not be re-executed",
@@ -532,7 +530,7 @@ class _Round:
             # The pending chain links to a block we know, header by header: the
             # assume-valid block's ancestors among it are exactly what precedes it.
             # (Usually the scan noted it already; then this adds nothing.)
-            added = cs.note_assumed_valid(list(self.hashes))
+            added = self.core.note_assumed_valid(list(self.hashes))
             log.info(
                 "sync: assume-valid block %s found at height %d; %d draws will not be re-executed",
                 assume_valid.hex()[:16],
