@@ -4,15 +4,20 @@ Setup (untimed, nothing left behind: the database lives in a temporary directory
 a regtest chain of 103 coinbase-only blocks and one fan-out block turning four mature
 coinbases into ``2 × txs`` coins, then ``--blocks`` measured blocks of ``--txs``
 signed transfers each, 2 inputs and 2 outputs apiece; every measured block spends all
-the outputs of the block before it. Signing runs in two processes.
+the outputs of the block before it. Signing runs in two processes. Every block wins an
+exact draw of regtest's lottery model (the tiny integer model, 8 tokens: ~20 ms to
+draw, ~8 ms to check), derived the first time into a store kept between runs
+(``$FC_BENCH_STORE``, default ``$TMPDIR/fc-bench-store-<uid>``).
 
 Measured, each over the same blocks decoded afresh from their bytes (decoding untimed):
 
 * **chainstate**: ``Chainstate.accept_block`` into a fresh LevelDB chainstate holding
   the prefix: context-free checks, header rules, storing the block, best-chain
-  selection, ``connect_block`` over the database and one synced batch per block;
-* **baseline**: the same validation with no storage: ``check_block`` and
-  ``connect_block`` over a ``MemoryCoins`` set, applying each block's changes.
+  selection, re-executing the block's draw, ``connect_block`` over the database and
+  one synced batch per block;
+* **baseline**: the same validation with no storage: ``check_block``,
+  ``check_block_work`` (the draw) and ``connect_block`` over a ``MemoryCoins`` set,
+  applying each block's changes.
 
 The issue's figure is 1000 blocks of 2000 transactions (2,000,000 transactions, an hour
 of signing and validating on two cores); the default measures fewer blocks of the same
@@ -25,10 +30,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
 
 from coincurve import PrivateKey
 
@@ -36,7 +44,7 @@ from chain.block import Block, decode_block
 from chain.chainstate import Chainstate
 from chain.checks import check_block
 from chain.coins import CoinsOverlay, MemoryCoins
-from chain.contextual import ParentInfo, connect_block
+from chain.contextual import ParentInfo, check_block_work, connect_block
 from chain.params import REGTEST
 from chain.producer import assemble_block
 from chain.schnorr import pubkey_of
@@ -49,6 +57,18 @@ FEE = 100
 FANOUT = 1000  # outputs per fan-out transaction (keeps it under the 100 kB limit)
 ISSUE_BLOCKS, ISSUE_TXS = 1000, 2000
 AUX = b"\x00" * 32
+STORE = Path(
+    os.environ.get("FC_BENCH_STORE")
+    or Path(tempfile.gettempdir()) / f"fc-bench-store-{os.getuid()}"
+)
+
+
+def regtest_lottery() -> Any:
+    """Regtest's lottery model (``workloads.lottery.ExactLottery``), loaded once per
+    process from ``STORE`` (derived there the first time, ~5 s)."""
+    from workloads.lottery import shared_lottery
+
+    return shared_lottery(PARAMS, STORE)
 
 
 def _secret(n: int) -> bytes:
@@ -78,7 +98,13 @@ class Builder:
 
     def add(self, txs: Sequence[Transaction], fees: int = 0, producer: int = 0) -> Block:
         block = assemble_block(
-            PARAMS, self.parent, SECRETS[producer], txs, self.parent.time + 1, fees=fees
+            PARAMS,
+            self.parent,
+            SECRETS[producer],
+            txs,
+            self.parent.time + 1,
+            fees=fees,
+            sampler=regtest_lottery().sample,
         )
         # Regtest has no retargeting and strictly rising times, so the parent's own time
         # stands in for its median time past (assemble_block only reads time and height).
@@ -168,7 +194,7 @@ def build(n_blocks: int, n_txs: int) -> tuple[list[bytes], list[bytes]]:
 
 
 def time_chainstate(prefix: list[bytes], blocks: list[bytes], path: str) -> float:
-    cs = Chainstate(path, PARAMS)
+    cs = Chainstate(path, PARAMS, regtest_lottery().verify)
     now = PARAMS.genesis_time + 10**9
     try:
         for data in prefix:
@@ -193,11 +219,14 @@ def time_baseline(prefix: list[bytes], blocks: list[bytes]) -> float:
     coins.apply(genesis)
     for data in prefix:
         coins.apply(connect_block(decode_block(data), coins, PARAMS).overlay)
+    jobs = [PARAMS.lottery.standing_job]
+    verify = regtest_lottery().verify
     elapsed = 0.0
     for data in blocks:
         block = decode_block(data)
         start = time.perf_counter()
         check_block(block, PARAMS)
+        check_block_work(block, PARAMS, jobs, verify)
         coins.apply(connect_block(block, coins, PARAMS).overlay)
         elapsed += time.perf_counter() - start
     return elapsed
@@ -237,7 +266,7 @@ def main() -> None:
 
     for name, seconds in (
         ("chainstate (LevelDB, accept_block)", chainstate),
-        ("baseline (check_block + connect_block, MemoryCoins)", baseline),
+        ("baseline (check_block + draw + connect_block, MemoryCoins)", baseline),
     ):
         print(
             f"{name}: {seconds:.2f}s  {n_blocks / seconds:.2f} blocks/s  "

@@ -15,7 +15,8 @@ Measured, in the same run and on the same blocks:
 * **baseline**: the source rebuilds its coin set from its own stored blocks with
   ``Chainstate.reindex()``: read, decode and connect every block (one fsynced batch each).
 
-Both validate every signature. The difference is what sync adds: the network, framing,
+Both validate every signature and re-execute every block's draw (regtest's tiny lottery
+model, ``bench/connect_blocks.py``). The difference is what sync adds: the network, framing,
 decoding received bytes, the context-free checks and storing each block, the worker
 thread hop and lock per run of blocks. Where the time goes is printed before the ratio. The last
 line is ``ratio <sync time / reindex time>``.
@@ -34,7 +35,7 @@ import time
 from pathlib import Path
 
 import trio
-from connect_blocks import build  # bench/ is on sys.path when this script runs
+from connect_blocks import build, regtest_lottery  # bench/ is on sys.path when this runs
 
 from chain.block import decode_block
 from chain.params import REGTEST
@@ -44,7 +45,7 @@ from node.p2p.service import P2PConfig, P2PService
 
 def load_source(path: Path, blocks: list[bytes]) -> None:
     """Store and connect the chain in the source's data directory (untimed)."""
-    core = NodeCore(path, REGTEST)
+    core = NodeCore(path, REGTEST, lottery=regtest_lottery())
     try:
         now = core.now()
         for data in blocks:
@@ -55,7 +56,7 @@ def load_source(path: Path, blocks: list[bytes]) -> None:
 
 async def serve(datadir: Path) -> None:
     """The source node (``--serve``): print its address, serve until stdin closes."""
-    core = NodeCore(datadir, REGTEST)
+    core = NodeCore(datadir, REGTEST, lottery=regtest_lottery())
     service = P2PService(core, P2PConfig(key_path=datadir / "p2p.key"))
     try:
         async with trio.open_nursery() as nursery:
@@ -70,7 +71,7 @@ async def serve(datadir: Path) -> None:
 async def measure_sync(root: Path, separate: bool) -> tuple[float, int, float, float]:
     """Sync a fresh node from the source: seconds, height reached, the seconds the fresh
     node spent inside ``NodeCore.submit_block``, and of those in the best-chain search."""
-    fresh_core = NodeCore(root / "fresh", REGTEST)
+    fresh_core = NodeCore(root / "fresh", REGTEST, lottery=regtest_lottery())
     fresh = P2PService(fresh_core, P2PConfig(key_path=root / "fresh" / "p2p.key"))
     search = _time_best_chain_search(fresh_core)
     source_process = None
@@ -88,7 +89,7 @@ async def measure_sync(root: Path, separate: bool) -> tuple[float, int, float, f
                 addr, target_hex = line.split()
                 target = bytes.fromhex(target_hex)
             else:
-                source_core = NodeCore(root / "source", REGTEST)
+                source_core = NodeCore(root / "source", REGTEST, lottery=regtest_lottery())
                 source = P2PService(source_core, P2PConfig(key_path=root / "source" / "p2p.key"))
                 nursery.start_soon(_close_on_exit, source_core)
                 await nursery.start(source.run)
@@ -138,7 +139,7 @@ async def _close_on_exit(core: NodeCore) -> None:
 
 
 def measure_reindex(path: Path) -> tuple[float, int]:
-    core = NodeCore(path, REGTEST)
+    core = NodeCore(path, REGTEST, lottery=regtest_lottery())
     try:
         started = time.perf_counter()
         core.chainstate.reindex()

@@ -54,7 +54,7 @@ import click
 import plyvel
 import trio
 
-from chain.chainstate import ChainstateError
+from chain.chainstate import K_NETWORK, ChainstateError
 from chain.params import NETWORKS, ChainParams
 from node.auth import write_cookie
 from node.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
@@ -209,8 +209,30 @@ def open_lottery(config: NodeConfig, params: ChainParams) -> Any:
         ) from None
 
 
+def check_datadir_network(config: NodeConfig) -> None:
+    """Refuse another network's data directory before loading the lottery model (which
+    may take a minute to derive the first time)."""
+    path = config.datadir / "chainstate"
+    if not path.exists():
+        return
+    try:
+        db = plyvel.DB(str(path), create_if_missing=False)
+    except plyvel.Error as exc:
+        raise StartupError(f"cannot open the chainstate in {config.datadir}: {exc}") from None
+    try:
+        network = db.get(K_NETWORK)
+    finally:
+        db.close()
+    if network is not None and network != config.network.encode():
+        raise StartupError(
+            f"cannot open the chainstate in {config.datadir}: data directory belongs to "
+            f"{network.decode(errors='replace')!r}, not {config.network!r}"
+        )
+
+
 def open_core(config: NodeConfig) -> NodeCore:
     params = config.chain_params()
+    check_datadir_network(config)
     lottery = open_lottery(config, params)
     try:
         return NodeCore(config.datadir, params, config.policy, lottery=lottery)

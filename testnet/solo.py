@@ -1,6 +1,8 @@
 """The main job for now: one regtest node producing blocks and showing them.
 
-It opens (or creates) a LevelDB chainstate and produces blocks. Once coinbase outputs
+It opens (or creates) a LevelDB chainstate and produces blocks, each won by an exact draw
+of regtest's lottery model (the tiny integer model, derived into DATADIR/store the first
+time) and re-checked when it connects. Once coinbase outputs
 mature (100 blocks), the producer pays its matured rewards out to demo users, and the
 users pay each other at different fee rates; every payment goes through the mempool's
 policy checks, and each block takes the best-paying transactions by fee rate. Each
@@ -79,10 +81,13 @@ class DemoWallets:
 
 
 def run(datadir: Path, blocks: int) -> int:
+    from workloads.lottery import shared_lottery
+
     producer = demo_secret("producer")
     users = [demo_secret(f"user-{i}") for i in range(5)]
     wallets = DemoWallets([producer, *users])
-    cs = Chainstate(datadir / "chainstate", REGTEST)
+    lottery = shared_lottery(REGTEST, datadir / "store")
+    cs = Chainstate(datadir / "chainstate", REGTEST, lottery.verify)
     for height in range(1, cs.height + 1):  # coins from an earlier run in the same datadir
         stored = cs.get_block(cs.active[height])
         assert stored is not None
@@ -111,7 +116,15 @@ def run(datadir: Path, blocks: int) -> int:
                 mempool.accept(tx, now=clock)
             except RuleError as exc:
                 console.print(f"[yellow]mempool refused {tx.txid.hex()[:12]}: {exc}")
-        template = create_block(REGTEST, cs.parent_info(cs.tip.hash), producer, mempool, clock)
+        template = create_block(
+            REGTEST,
+            cs.parent_info(cs.tip.hash),
+            producer,
+            mempool,
+            clock,
+            sampler=lottery.sample,
+            jobs=cs.jobs_for_child(),
+        )
         update = cs.accept_block(template.block, now=clock)
         for block in update.connected:
             mempool.remove_for_block(block, now=clock)
@@ -125,7 +138,7 @@ def run(datadir: Path, blocks: int) -> int:
     console.print(f"mempool: {len(mempool)} transactions waiting")
     cs.close()
 
-    reopened = Chainstate(datadir / "chainstate", REGTEST)
+    reopened = Chainstate(datadir / "chainstate", REGTEST, lottery.verify)
     same_after_reopen = reopened.tip.hash == tip and reopened.utxo_commitment() == commitment
     reopened.reindex()
     same_after_reindex = reopened.tip.hash == tip and reopened.utxo_commitment() == commitment

@@ -31,6 +31,7 @@ from node.auth import write_cookie
 from node.core import NodeCore
 from node.indexes import ChainIndexes
 from node.rpc import RpcContext, create_app, serve_rpc
+from tests import exactwork
 from tests.chainbuilder import NOW, BaseChain, build_base_chain
 
 TOKEN = "a" * 64
@@ -124,7 +125,7 @@ def open_node(
     now: int = NOW,
 ) -> RpcNode:
     datadir.mkdir(parents=True, exist_ok=True)
-    core = NodeCore(datadir, params, clock=lambda: now)
+    core = NodeCore(datadir, params, clock=lambda: now, lottery=exactwork.tiny_lottery())
     indexes = ChainIndexes(core)
     ctx = RpcContext(core=core, peers=peers, token=TOKEN, indexes=indexes, datadir=datadir)
     return RpcNode(datadir, core, indexes, ctx)

@@ -1,20 +1,25 @@
 """Regtest blocks with real transfers for the chainstate tests, and the kill test's child.
 
-As a module, :class:`LedgerBuilder` grows a *tree* of regtest blocks. Every block is
-signed, carries transfers between a handful of wallet keys (spending mature coinbases,
-coins made in earlier blocks, and outputs made earlier in the same block) and is
-validated as it is built, by ``connect_block`` over an in-memory copy of its parent's
-coin set. Each node keeps the coin set after its block, so the reference commitment of
-any block of any branch is one ``memory_utxo_hash`` away.
+As a module, :class:`LedgerBuilder` grows a *tree* of regtest blocks. Every block wins
+a real draw of the regtest model (``tests/exactwork.py``), is signed, carries transfers
+between a handful of wallet keys (spending mature coinbases, coins made in earlier
+blocks, and outputs made earlier in the same block) and is validated as it is built: its
+draw re-executed (``check_block_work``), then ``connect_block`` over an in-memory copy
+of its parent's coin set. Each node keeps the coin set after its block, so the reference
+commitment of any block of any branch is one ``memory_utxo_hash`` away. The builder
+keeps the verdict of every draw it re-executed (:attr:`LedgerBuilder.verdicts`).
 
 As a script (the kill test's child)::
 
-    python chainfeed.py DATADIR BLOCKS_FILE
+    python chainfeed.py DATADIR BLOCKS_FILE VERDICTS_FILE
 
 opens a :class:`Chainstate` in ``DATADIR``, prints ``ready``, finishes whatever
 activation a kill interrupted, then offers every block of ``BLOCKS_FILE`` in order
 (``accept_block`` skips blocks it already has; invalid ones are skipped) and prints
 ``done``. The parent kills it at random moments and checks the database in between.
+The child's work verifier is :class:`RecordedVerdicts`: the builder's verdicts, so a
+hundred short-lived children need not each import torch and load the model (~1.5 s
+apiece); a draw the builder did not confirm is refused as bad work.
 """
 
 from __future__ import annotations
@@ -31,12 +36,19 @@ from pathlib import Path
 from chain.block import Block, decode_block
 from chain.checks import check_block
 from chain.coins import Coin, CoinsOverlay, MemoryCoins, memory_utxo_hash
-from chain.contextual import ParentInfo, Undo, connect_block, median_time_past
+from chain.contextual import ParentInfo, Undo, check_block_work, connect_block, median_time_past
+from chain.encoding import pack, unpack_canonical
 from chain.errors import InvalidBlock, Reject, UnknownParent
+from chain.lottery import DrawTask
 from chain.params import MEDIAN_TIME_SPAN, REGTEST, ChainParams, block_subsidy
 from chain.producer import assemble_block, make_coinbase, sign_transaction
 from chain.schnorr import pubkey_of, sign
 from chain.transaction import NO_SIGNATURE, OutPoint, Transaction, TxIn, TxKind, TxOut
+
+if __name__ == "__main__":  # run as a script: make ``tests`` importable as under pytest
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.exactwork import sample, verify  # imports no model until one is used
 
 # The clock handed to accept_block: every test block lies far in its past.
 NOW = REGTEST.genesis_time + 10**8
@@ -91,6 +103,8 @@ class LedgerBuilder:
         coins.apply(overlay)
         self.genesis = genesis.hash
         self.reserved: set[OutPoint] = set()  # never picked at random: kept for ``spend``
+        # (seed, tokens) of every draw the model confirmed as some block's winning draw.
+        self.verdicts: set[tuple[bytes, bytes]] = set()
         self.nodes: dict[bytes, Node] = {
             genesis.hash: Node(genesis, (genesis.header.time,), coins.coins, Undo([]), True, 0, 0)
         }
@@ -200,8 +214,10 @@ class LedgerBuilder:
         info = base.as_parent()
         time = info.time + 1
         secret = self.secrets[producer_key]
-        block = assemble_block(params, info, secret, txs, time, coinbase=coinbase)
+        block = assemble_block(params, info, secret, txs, time, coinbase=coinbase, sampler=sample)
         check_block(block, params)
+        task = check_block_work(block, params, [params.lottery.standing_job], verify)
+        self.verdicts.add((task.seed, block.header.work.tokens))
         result = connect_block(block, view, params)
         assert result.fees == fees
         after = MemoryCoins()
@@ -214,9 +230,17 @@ class LedgerBuilder:
             wrong = sign(key_secret("wrong", 0), hashlib.sha256(bad.txid).digest())
             sigs = [wrong, *(i.signature for i in bad.inputs[1:])]
             block = assemble_block(
-                params, info, secret, [bad.with_signatures(sigs), *txs[1:]], time, coinbase=coinbase
+                params,
+                info,
+                secret,
+                [bad.with_signatures(sigs), *txs[1:]],
+                time,
+                coinbase=coinbase,
+                sampler=sample,
             )
             check_block(block, params)
+            task = check_block_work(block, params, [params.lottery.standing_job], verify)
+            self.verdicts.add((task.seed, block.header.work.tokens))
             try:
                 connect_block(block, view, params)
             except InvalidBlock as exc:
@@ -264,6 +288,22 @@ def write_blocks(path: Path, blocks: Iterable[Block]) -> None:
             f.write(data)
 
 
+def write_verdicts(path: Path, verdicts: Iterable[tuple[bytes, bytes]]) -> None:
+    path.write_bytes(pack(sorted([seed, tokens] for seed, tokens in verdicts)))
+
+
+class RecordedVerdicts:
+    """A ``chain.lottery.WorkVerifier`` answering from verdicts the model gave earlier
+    (``LedgerBuilder.verdicts``): true exactly for the draws it confirmed."""
+
+    def __init__(self, path: Path) -> None:
+        pairs = unpack_canonical(path.read_bytes(), 1 << 30)
+        self.confirmed = {(bytes(seed), bytes(tokens)) for seed, tokens in pairs}
+
+    def __call__(self, task: DrawTask, tokens: bytes) -> bool:
+        return (task.seed, tokens) in self.confirmed
+
+
 def read_blocks(path: Path) -> list[Block]:
     data = path.read_bytes()
     blocks = []
@@ -276,11 +316,11 @@ def read_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-def feed(datadir: str, blocks_file: str) -> None:
+def feed(datadir: str, blocks_file: str, verdicts_file: str) -> None:
     from chain.chainstate import Chainstate  # here, so the module imports cheaply
 
     blocks = read_blocks(Path(blocks_file))
-    chainstate = Chainstate(datadir, REGTEST)
+    chainstate = Chainstate(datadir, REGTEST, RecordedVerdicts(Path(verdicts_file)))
     print("ready", flush=True)
     chainstate.activate_best_chain()  # finish what a kill interrupted
     for block in blocks:
@@ -292,4 +332,4 @@ def feed(datadir: str, blocks_file: str) -> None:
 
 
 if __name__ == "__main__":
-    feed(sys.argv[1], sys.argv[2])
+    feed(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -1,5 +1,7 @@
 """Fixtures for functional tests: a ``network`` of real ``fcd`` processes per test, and
-the tail of every node's log attached to the report of a failing test."""
+the tail of every node's log attached to the report of a failing test. Before the first
+test, the regtest lottery model is derived into the shared test store, so nodes started
+side by side only load it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,16 @@ from pathlib import Path
 import pytest
 from framework import Network
 
+from tests.exactwork import tiny_lottery
+
 NETWORK_KEY = pytest.StashKey[Network]()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lottery_model() -> None:
+    """Derive the tiny model into ``tests.exactwork.TEST_STORE`` once (~5 s), before any
+    ``fcd`` loads it from there."""
+    tiny_lottery()
 
 
 @pytest.fixture

@@ -11,7 +11,9 @@ RPC like an operator would::
         network.sync_blocks([a, b])
 
 Each node is a separate ``python -m node.daemon`` process with its own temporary data
-directory. Ports are never guessed: a node first starts with port 0 (any free port) and
+directory. Every node loads the lottery model from the blob store all test processes
+share (``tests.exactwork.TEST_STORE``, ``--store``), where ``conftest.py`` has derived it
+once before any node starts, so no node spends seconds deriving its own. Ports are never guessed: a node first starts with port 0 (any free port) and
 the harness reads the ports it bound from its ready file ``fcd.json``; a restart reuses
 them, so peers can dial it at the same address again. A node counts as ready when its
 process is alive, its ready file names its pid, and ``/health`` answers.
@@ -40,6 +42,7 @@ from chain.params import REGTEST
 from chain.producer import sign_transaction
 from chain.schnorr import pubkey_of
 from chain.transaction import NO_SIGNATURE, OutPoint, Transaction, TxIn, TxKind, TxOut
+from tests.exactwork import TEST_STORE
 from wallet.address import encode_address
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +50,10 @@ NETWORK = "regtest"
 START_TIMEOUT = 60.0  # seconds for a node to come up (opening a chainstate replays its log)
 STOP_TIMEOUT = 60.0
 SYNC_TIMEOUT = 60.0
-GENERATE_CHUNK = 1000  # the most blocks one /generate call makes
+# Blocks one /generate call makes: each wins a draw (~20 ms) and has it re-executed when
+# it connects (~8 ms), so a call stays far inside the RPC client's timeout even on a
+# loaded machine.
+GENERATE_CHUNK = 100
 
 
 class NodeError(AssertionError):
@@ -152,6 +158,8 @@ class Node:
             str(self.p2p_port),
             "--rpc-port",
             str(self.rpc_port),
+            "--store",
+            str(TEST_STORE),
             *self.extra_args,
             *extra,
         ]

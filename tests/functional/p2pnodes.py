@@ -6,8 +6,9 @@ node (as a kill would, minus the process: its tasks are cancelled, its chainstat
 closed) and start it again on the same data directory. :func:`wait_for` polls a condition
 with a deadline instead of sleeping, and says what it was waiting for when it gives up.
 
-``produce`` makes blocks with ``NodeCore.generate`` (regtest, instant), paying the
-coinbases to :data:`PRODUCER`; :func:`spend_coinbase` builds a signed payment from a
+``produce`` makes blocks with ``NodeCore.generate`` (regtest: each wins one draw of the
+tiny lottery model of ``tests/exactwork.py``, ~20 ms), paying the coinbases to
+:data:`PRODUCER`; :func:`spend_coinbase` builds a signed payment from a
 mature coinbase of a node's chain.
 """
 
@@ -24,6 +25,7 @@ from chain.params import REGTEST, ChainParams
 from chain.transaction import OutPoint, Transaction, TxOut
 from node.core import NodeCore
 from node.p2p.service import P2PConfig, P2PService
+from tests import exactwork
 from tests.chainbuilder import PRODUCER, Spendable, key, pay, secret_for
 
 __all__ = ["PRODUCER", "Node", "Nodes", "spend_coinbase", "wait_for"]
@@ -80,7 +82,7 @@ class Node:
         return P2PConfig(**settings)
 
     async def start(self, nursery: trio.Nursery, **overrides: Any) -> None:
-        self.core = NodeCore(self.datadir, self.params)
+        self.core = NodeCore(self.datadir, self.params, lottery=exactwork.tiny_lottery())
         self.p2p = P2PService(self.core, self.config(**overrides))
         self._stopped = trio.Event()
         await nursery.start(self._run)

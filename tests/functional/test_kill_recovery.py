@@ -5,7 +5,10 @@ that forces reorganisations (depths 20, 25, 40 and a failed one into an invalid 
 all carrying transfers. A child process (``chainfeed.py``) opens the chainstate in one
 directory and feeds the blocks; the parent kills it after a seeded random delay, reopens
 the directory itself and checks it, then starts the next child on the same directory,
-which finishes the interrupted activation and feeds on. Each check demands:
+which finishes the interrupted activation and feeds on. The builder re-executes every
+block's draw with the regtest model once; the children check each draw against those
+verdicts (``chainfeed.RecordedVerdicts``) instead of each loading the model. Each check
+demands:
 
 * the database opens (LevelDB recovers its log; the chainstate loads its index);
 * the tip is a block of the fed sequence, and the coin set is exactly that block's:
@@ -32,13 +35,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from chainfeed import LedgerBuilder, write_blocks
+from chainfeed import LedgerBuilder, write_blocks, write_verdicts
 
 from chain.block import Block
 from chain.chainstate import P_BLOCK, P_UNDO, BlockStatus, Chainstate
 from chain.coins import CoinsOverlay, MemoryCoins, memory_utxo_hash
 from chain.contextual import Undo, connect_block, disconnect_block
 from chain.params import REGTEST
+from tests.exactwork import verify
 
 KILLS = 100
 SEED = 20_251_123
@@ -108,7 +112,7 @@ class Inspection(NamedTuple):
 
 def inspect(datadir: Path, builder: LedgerBuilder, refs: dict[bytes, bytes]) -> Inspection:
     """Reopen ``datadir`` and check everything a kill could have broken."""
-    cs = Chainstate(datadir, REGTEST)
+    cs = Chainstate(datadir, REGTEST, verify)
     try:
         tip = cs.tip
         assert tip.hash in refs, "the tip is not a valid block of the fed sequence"
@@ -132,8 +136,9 @@ def inspect(datadir: Path, builder: LedgerBuilder, refs: dict[bytes, bytes]) -> 
 def start_child(datadir: Path, blocks_file: Path) -> subprocess.Popen[bytes]:
     # Unbuffered: a buffered readline could swallow "done" along with "ready" when the child
     # has nothing left to feed, and communicate() reads past Python's buffer.
+    verdicts_file = blocks_file.with_name("verdicts.bin")
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), str(datadir), str(blocks_file)],
+        [sys.executable, str(CHILD), str(datadir), str(blocks_file), str(verdicts_file)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -163,6 +168,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, capsys: pytest.CaptureFixture
     end = Inspection(final, builder.node(final).height)
     blocks_file = tmp_path / "blocks.bin"
     write_blocks(blocks_file, blocks)
+    write_verdicts(blocks_file.with_name("verdicts.bin"), builder.verdicts)
 
     # Calibration: one uninterrupted run sets the time scale and the expected end state.
     start = time.perf_counter()

@@ -44,6 +44,7 @@ from chain.schnorr import pubkey_of
 from node.p2p import messages as m
 from node.p2p.framing import FrameReader, FrameWriter, encode_frame
 from node.p2p.service import HANDSHAKE_PROTOCOL, make_host, sync_protocol
+from tests.exactwork import sample, verify
 
 SYNC = sync_protocol(REGTEST.name)
 ROGUE_SECRET = bytes(range(1, 33))  # the rogue's block-producer key (any valid secret)
@@ -62,14 +63,14 @@ async def eventually(predicate: Callable[[], bool], what: str) -> None:
 def overpaying_block() -> Block:
     """Block 1 on genesis: header and signature fine, coinbase claims subsidy + 1."""
     with tempfile.TemporaryDirectory() as scratch:
-        chain = Chainstate(Path(scratch) / "chainstate", REGTEST)
+        chain = Chainstate(Path(scratch) / "chainstate", REGTEST, verify)
         try:
             parent = chain.parent_info(REGTEST.genesis_hash)
         finally:
             chain.close()
     greedy = make_coinbase(1, REGTEST, pubkey_of(ROGUE_SECRET), fees=1)
     when = max(int(time.time()), parent.median_time_past + 1)
-    return assemble_block(REGTEST, parent, ROGUE_SECRET, [], when, coinbase=greedy)
+    return assemble_block(REGTEST, parent, ROGUE_SECRET, [], when, coinbase=greedy, sampler=sample)
 
 
 class Rogue:

@@ -32,6 +32,7 @@ from node.p2p.framing import FrameReader, StreamClosed, encode_frame
 from node.p2p.relay import blocks_topic
 from node.p2p.service import HANDSHAKE_PROTOCOL, make_host, sync_protocol
 from tests.chainbuilder import PRODUCER
+from tests.exactwork import sample
 
 pytestmark = pytest.mark.anyio
 SYNC = sync_protocol("regtest")
@@ -149,7 +150,7 @@ def _block_on_genesis(fees: int = 0, time: int | None = None) -> Block:
     genesis = REGTEST.genesis
     parent = ParentInfo(genesis.hash, 0, genesis.header.time, genesis.header.time)
     when = genesis.header.time + 1 if time is None else time
-    return assemble_block(REGTEST, parent, PRODUCER, [], when, fees=fees)
+    return assemble_block(REGTEST, parent, PRODUCER, [], when, fees=fees, sampler=sample)
 
 
 async def serve_chain(attacker: Attacker, headers: list[Block], body: Block) -> None:

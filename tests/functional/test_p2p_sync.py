@@ -12,6 +12,9 @@ import trio
 from p2pnodes import Nodes, wait_for
 
 pytestmark = pytest.mark.anyio
+# Hundreds of blocks, each with its draw re-executed where it connects (~8 ms on an idle
+# core, several times that on a loaded machine): more than wait_for's default 30 s.
+SYNC_TIMEOUT = 120.0
 
 
 @pytest.fixture
@@ -34,7 +37,9 @@ async def test_a_fresh_node_syncs_500_blocks(tmp_path: Path) -> None:
         source, fresh = await nodes.start(2)
         await source.produce(500)
         await fresh.connect(source)
-        await wait_for(lambda: fresh.tip == source.tip, "the fresh node to reach height 500")
+        await wait_for(
+            lambda: fresh.tip == source.tip, "the fresh node to reach height 500", SYNC_TIMEOUT
+        )
         assert fresh.height == 500
         stats = fresh.s.stats
         # Nearly every block came by sync (gossipsub may replay the source's last
@@ -55,10 +60,12 @@ async def test_blocks_are_fetched_from_several_peers(tmp_path: Path) -> None:
         await first.produce(300)
         await second.connect(first)
         await third.connect(first)
-        await wait_for(lambda: second.tip == third.tip == first.tip, "the sources to agree")
+        await wait_for(
+            lambda: second.tip == third.tip == first.tip, "the sources to agree", SYNC_TIMEOUT
+        )
         for source in (first, second, third):
             await fresh.connect(source)
-        await wait_for(lambda: fresh.tip == first.tip, "the fresh node to sync")
+        await wait_for(lambda: fresh.tip == first.tip, "the fresh node to sync", SYNC_TIMEOUT)
         served = [s.s.stats.messages_out["block"] for s in (first, second, third)]
         assert sum(served) >= 300
         assert sum(1 for n in served if n > 0) >= 2, f"blocks served per source: {served}"
@@ -75,7 +82,9 @@ async def test_a_node_stopped_mid_sync_resumes_after_restart(tmp_path: Path) -> 
         stopped_at = fresh.height
         assert 60 <= stopped_at < 600, f"restarted at height {stopped_at}"
         await fresh.connect(source)
-        await wait_for(lambda: fresh.tip == source.tip, "the restarted node to finish")
+        await wait_for(
+            lambda: fresh.tip == source.tip, "the restarted node to finish", SYNC_TIMEOUT
+        )
         # It went on from where it stopped: no block below the restart height again
         # (a batch in flight at most).
         assert fresh.s.stats.messages_in["block"] <= 600 - stopped_at + 16
@@ -87,7 +96,7 @@ async def test_sync_state_reports_progress(tmp_path: Path) -> None:
         await source.produce(400)
         await fresh.connect(source)
         seen_running = False
-        with trio.move_on_after(30):
+        with trio.move_on_after(SYNC_TIMEOUT):
             while fresh.tip != source.tip:
                 state = fresh.s.sync_state()
                 if state.running:

@@ -30,6 +30,7 @@ from chain.contextual import connect_block
 from chain.errors import InvalidBlock, Reject, UnknownParent
 from chain.params import REGTEST
 from chain.transaction import OutPoint
+from tests.exactwork import verify
 
 PREFIX = 110
 NOTHING = ChainUpdate([], [])
@@ -47,7 +48,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     prefix = builder.branch(builder.genesis, 100, transfers=0)
     prefix += builder.branch(prefix[-1].hash, PREFIX - 100, transfers=3)
     template = tmp_path_factory.mktemp("template") / "chainstate"
-    cs = Chainstate(template, REGTEST)
+    cs = Chainstate(template, REGTEST, verify)
     feed(cs, prefix)
     assert cs.tip.hash == prefix[-1].hash
     cs.close()
@@ -56,7 +57,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
 
 def open_copy(base: Base, path: Path) -> Chainstate:
     shutil.copytree(base.template, path)
-    return Chainstate(path, REGTEST)
+    return Chainstate(path, REGTEST, verify)
 
 
 def feed(cs: Chainstate, blocks: Iterable[Block]) -> list[ChainUpdate]:
@@ -105,7 +106,7 @@ def check_state(cs: Chainstate, builder: LedgerBuilder, tip: bytes, scratch: Pat
     commitment = cs.utxo_commitment()
     assert commitment == builder.commitment(tip)
     assert commitment == memory_replay(chain)
-    fresh = Chainstate(scratch, REGTEST)
+    fresh = Chainstate(scratch, REGTEST, verify)
     try:
         feed(fresh, chain)
         assert fresh.tip.hash == tip
@@ -246,7 +247,7 @@ def test_invalid_branch_with_more_work(len_a: int, len_b: int, base: Base, tmp_p
     # Failure marks survive a restart; the bad branch stays refused.
     statuses = {h: e.status for h, e in cs.index.items()}
     cs.close()
-    cs = Chainstate(tmp_path / "cs", REGTEST)
+    cs = Chainstate(tmp_path / "cs", REGTEST, verify)
     assert {h: e.status for h, e in cs.index.items()} == statuses
     assert cs.activate_best_chain() == NOTHING
     assert cs.tip.hash == expected.hash
@@ -280,7 +281,7 @@ def test_equal_work_first_seen_stays(base: Base, tmp_path: Path) -> None:
         cs.close()
         # The first-seen tip also survives a restart, an activation and a reindex (arrival
         # order is not stored, so the loader must prefer the chain it was on).
-        cs = Chainstate(tmp_path / name, REGTEST)
+        cs = Chainstate(tmp_path / name, REGTEST, verify)
         assert cs.tip.hash == first[-1].hash
         assert cs.activate_best_chain() == NOTHING
         assert cs.tip.hash == first[-1].hash
@@ -329,7 +330,7 @@ def test_reopen_and_reindex_after_reorgs(base: Base, tmp_path: Path) -> None:
     statuses = {h: e.status for h, e in cs.index.items()}
     cs.close()
 
-    cs = Chainstate(tmp_path / "cs", REGTEST)
+    cs = Chainstate(tmp_path / "cs", REGTEST, verify)
     assert cs.tip.hash == tip
     assert cs.active == active
     assert cs.utxo_commitment() == commitment
@@ -343,6 +344,6 @@ def test_reopen_and_reindex_after_reorgs(base: Base, tmp_path: Path) -> None:
     assert cs.utxo_commitment() == commitment
     check_state(cs, builder, tip, tmp_path / "fresh")
     cs.close()
-    cs = Chainstate(tmp_path / "cs", REGTEST)
+    cs = Chainstate(tmp_path / "cs", REGTEST, verify)
     assert cs.utxo_commitment() == commitment
     cs.close()

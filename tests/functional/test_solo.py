@@ -9,6 +9,7 @@ from pathlib import Path
 
 from chain.chainstate import Chainstate
 from chain.params import REGTEST
+from tests.exactwork import verify
 
 
 def test_solo_node_produces_blocks_with_payments_and_survives_reopen(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_solo_node_produces_blocks_with_payments_and_survives_reopen(tmp_path: P
     assert run.stdout.count("holdout accuracy") == 4
     # One exact draw, re-checked bit for bit.
     assert "draw of 64 tokens" in run.stdout and "exact re-check pass" in run.stdout
-    cs = Chainstate(tmp_path / "chainstate", REGTEST)
+    cs = Chainstate(tmp_path / "chainstate", REGTEST, verify)
     try:
         assert cs.height == 105
         # Past maturity the blocks carry payments, not just a coinbase.

@@ -1,8 +1,10 @@
 """Shared builders for the mempool and block-template tests: a real in-memory chain.
 
 :class:`MemChain` keeps a ``MemoryCoins`` coin set and connects blocks with the consensus
-functions (``check_block``, ``connect_block``, ``disconnect_block``), so the mempool sees a
-real chain tip through the same ``ChainTip`` protocol the LevelDB chainstate satisfies.
+functions (``check_block``, ``check_block_work`` re-executing the draw with the regtest
+model of ``tests/exactwork.py``, ``connect_block``, ``disconnect_block``), so the mempool
+sees a real chain tip through the same ``ChainTip`` protocol the LevelDB chainstate
+satisfies.
 No mocks. The module-scoped base chain (REGTEST) is mined once and copied per test:
 
     heights 1..100  empty blocks; coinbases pay 50 FC to PRODUCER
@@ -26,11 +28,19 @@ import pytest
 from chain.block import Block
 from chain.checks import check_block
 from chain.coins import Coin, MemoryCoins
-from chain.contextual import ParentInfo, Undo, connect_block, disconnect_block, median_time_past
+from chain.contextual import (
+    ParentInfo,
+    Undo,
+    check_block_work,
+    connect_block,
+    disconnect_block,
+    median_time_past,
+)
 from chain.params import REGTEST
 from chain.producer import assemble_block
 from chain.transaction import OutPoint, Transaction, TxOut
 from tests.chainbuilder import ALICE, PRODUCER, Spendable, key, outputs_of, pay
+from tests.exactwork import sample, verify
 
 SPACING = 200
 FUNDED_COINS = 60
@@ -60,6 +70,10 @@ class MemChain:
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
         return self.coins.get_coin(outpoint)
 
+    def known_job_ids(self) -> set[bytes]:
+        # No block of this chain admits a lottery job: the standing one is all there is.
+        return {REGTEST.lottery.standing_job.job_id}
+
     # -- building ----------------------------------------------------------------------
     def parent_info(self) -> ParentInfo:
         tip = self.blocks[-1]
@@ -68,11 +82,14 @@ class MemChain:
 
     def build(self, txs: Sequence[Transaction] = (), fees: int = 0) -> Block:
         info = self.parent_info()
-        return assemble_block(REGTEST, info, PRODUCER, txs, info.time + SPACING, fees=fees)
+        return assemble_block(
+            REGTEST, info, PRODUCER, txs, info.time + SPACING, fees=fees, sampler=sample
+        )
 
     def connect(self, block: Block) -> Block:
         check_block(block, REGTEST)
-        result = connect_block(block, self.coins, REGTEST)
+        check_block_work(block, REGTEST, [REGTEST.lottery.standing_job], verify)
+        result = connect_block(block, self.coins, REGTEST, known_jobs=self.known_job_ids())
         self.coins.apply(result.overlay)
         self.blocks.append(block)
         self.undos.append(result.undo)

@@ -28,11 +28,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from chain.block import Block, BlockHeader, Ticket, decode_block, decode_header
+from chain.block import HEADER_SIZE_LIMIT, Block, BlockHeader, Work, decode_block, decode_header
 from chain.coins import Coin, decode_coin
 from chain.contextual import ParentInfo, Undo, decode_undo
 from chain.encoding import pack
 from chain.errors import DecodeError, Reject
+from chain.lottery import MAX_WORK_TOKENS, TOKEN_BYTES
 from chain.params import REGTEST
 from chain.producer import assemble_block, sign_transaction
 from chain.schnorr import pubkey_of
@@ -45,6 +46,7 @@ from chain.transaction import (
     TxOut,
     decode_transaction,
 )
+from tests.exactwork import sample
 
 UINT32_MAX = 2**32 - 1
 UINT64_MAX = 2**64 - 1
@@ -94,7 +96,7 @@ transactions = st.builds(
     payloads,
 )
 
-tickets = st.builds(Ticket, hash32, uint64, hash32, hash32)
+works = st.builds(Work, hash32, uint64, st.binary(max_size=MAX_WORK_TOKENS * TOKEN_BYTES))
 headers = st.builds(
     BlockHeader,
     version=uint32,
@@ -104,7 +106,7 @@ headers = st.builds(
     time=uint64,
     target=st.integers(0, 2**256 - 1),
     height=uint32,
-    ticket=tickets,
+    work=works,
     producer_sig=sig64,
 )
 blocks = st.builds(Block, headers, st.lists(transactions, max_size=5).map(tuple))
@@ -581,7 +583,7 @@ def test_coin_flag_must_be_zero_or_one() -> None:
     ("decoder", "size"),
     [
         (decode_transaction, 100_001),
-        (decode_header, 401),
+        (decode_header, HEADER_SIZE_LIMIT + 1),
         (decode_coin, 129),
     ],
 )
@@ -717,7 +719,9 @@ def _signed_block() -> Block:
         )
         txs.append(sign_transaction(unsigned, [secret], [TxOut(1_000, key)], REGTEST))
     parent = ParentInfo(genesis.hash, 0, genesis.header.time, genesis.header.time)
-    return assemble_block(REGTEST, parent, secret, txs, genesis.header.time + 1, fees=150)
+    return assemble_block(
+        REGTEST, parent, secret, txs, genesis.header.time + 1, fees=150, sampler=sample
+    )
 
 
 SIGNED_BLOCK = _signed_block().encoded
@@ -851,6 +855,70 @@ def test_header_field_bounds(index: int, ok: Any, bad: Any) -> None:
     with pytest.raises(DecodeError) as exc:
         decode_header(raw)
     assert exc.value.code == MALFORMED
+
+
+MAX_TOKENS_BYTES = MAX_WORK_TOKENS * TOKEN_BYTES
+
+
+@pytest.mark.parametrize(
+    ("index", "ok", "bad"),
+    [
+        (0, b"\x01" * 32, b"\x01" * 31),  # worker key
+        (0, b"\x01" * 32, b"\x01" * 33),
+        (1, UINT64_MAX, 2**64),  # counter
+        (1, 0, -1),
+        (2, b"\x02" * MAX_TOKENS_BYTES, b"\x02" * (MAX_TOKENS_BYTES + 1)),  # tokens
+        (2, b"", [0] * 8),  # ...as bytes, not a list of token ids
+    ],
+)
+def test_work_field_bounds(index: int, ok: Any, bad: Any) -> None:
+    # Only the decoder's bounds: the token count and vocabulary are consensus rules
+    # (chain/lottery.py check_work_shape), tested in tests/adversarial.
+    wire = REGTEST.genesis.header.to_wire()
+    wire[7][index] = ok
+    assert decode_header(pack(wire)).encode() == pack(wire)
+    wire[7][index] = bad
+    try:
+        raw = pack(wire)
+    except OverflowError:
+        return
+    with pytest.raises(DecodeError) as exc:
+        decode_header(raw)
+    assert exc.value.code == MALFORMED
+
+
+def test_work_arity() -> None:
+    wire = REGTEST.genesis.header.to_wire()
+    work = wire[7]
+    assert len(work) == 3  # [worker_key, counter, tokens]
+    for bad in (work[:2], [*work, b"\x00" * 32]):  # the 4-field v1 ticket is gone too
+        wire[7] = bad
+        with pytest.raises(DecodeError) as exc:
+            decode_header(pack(wire))
+        assert exc.value.code == MALFORMED
+
+
+def test_largest_header_fits_the_size_limit() -> None:
+    # Every field at its widest and the most tokens a header may carry: the decoder's
+    # size limit admits it, so the limit never refuses a header the fields allow.
+    header = REGTEST.genesis.header._replace(
+        version=UINT32_MAX,
+        time=UINT64_MAX,
+        target=2**256 - 1,
+        height=UINT32_MAX,
+        work=Work(b"\xff" * 32, UINT64_MAX, b"\xff" * MAX_TOKENS_BYTES),
+        producer_sig=b"\xff" * 64,
+    )
+    data = header.encode()
+    assert len(data) == 1_293 <= HEADER_SIZE_LIMIT
+    assert decode_header(data) == header
+
+
+def test_regtest_header_size() -> None:
+    # A regtest header carries max_new_tokens tokens of TOKEN_BYTES each.
+    header = decode_block(SIGNED_BLOCK).header
+    assert len(header.work.tokens) == REGTEST.lottery.max_new_tokens * TOKEN_BYTES == 32
+    assert len(header.encode()) == 280
 
 
 @pytest.mark.parametrize(

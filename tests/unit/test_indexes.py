@@ -29,6 +29,7 @@ from node.indexes import (
     HistoryEntry,
 )
 from tests.chainbuilder import ALICE, BOB, PRODUCER, SPACING, BaseChain, key, pay, secret_for
+from tests.exactwork import sample
 from tests.rpcnode import RpcNode, copy_base, mine_base, open_node
 
 CAROL = secret_for("carol")
@@ -172,7 +173,7 @@ def side_branch(node: RpcNode, fork_height: int, txs: list[list[Transaction]]) -
     blocks = []
     for block_txs in txs:
         block = assemble_block(
-            chain.params, parent, CAROL, block_txs, parent.time + SPACING, fees=0
+            chain.params, parent, CAROL, block_txs, parent.time + SPACING, fees=0, sampler=sample
         )
         blocks.append(block)
         parent = parent._replace(
@@ -278,6 +279,7 @@ import sys, trio
 from pathlib import Path
 from chain.producer import assemble_block
 from tests.chainbuilder import PRODUCER, SPACING, secret_for
+from tests.exactwork import sample
 from tests.rpcnode import open_node
 
 node = open_node(Path(sys.argv[1]))
@@ -293,7 +295,9 @@ async def main() -> None:
                 chain = node.core.chainstate
                 parent = chain.parent_info(chain.active[chain.height - 1])
                 for _ in range(2):
-                    block = assemble_block(chain.params, parent, other, [], parent.time + SPACING + n)
+                    block = assemble_block(
+                        chain.params, parent, other, [], parent.time + SPACING + n, sampler=sample
+                    )
                     assert (await node.core.submit_block(block)).accepted
                     parent = chain.parent_info(block.hash)
             else:

@@ -37,6 +37,7 @@ from chain.sighash import sighashes
 from chain.transaction import OutPoint, Transaction, TxOut
 from tests import chainbuilder
 from tests.chainbuilder import ALICE, BOB, Spendable, key, outputs_of, pay
+from tests.exactwork import sample
 
 if TYPE_CHECKING:
     from tests.unit.conftest import MemChain
@@ -680,7 +681,7 @@ def test_random_operations_keep_every_invariant(mem_chain: MemChain) -> None:
     small capped pool. After every step the pool's indexes and aggregates match a
     recomputation from scratch, the cap holds, and every block built from the pool
     connects. The counters at the end make sure each path was really taken."""
-    from chain.template import create_block
+    from chain.template import BLOCK_RESERVED_SIZE, create_block
 
     rng = random.Random(7)
     cap = 4_000
@@ -692,9 +693,16 @@ def test_random_operations_keep_every_invariant(mem_chain: MemChain) -> None:
         now += 10
         roll = rng.random()
         if roll < 0.05:
-            size = rng.choice([1_600, 3_000, 1_000_000])
+            # Room for about two transactions, for about eight, or for everything.
+            size = BLOCK_RESERVED_SIZE + rng.choice([600, 2_000, 1_000_000])
             template = create_block(
-                REGTEST, mem_chain.parent_info(), b"\x07" * 32, pool, now, max_block_size=size
+                REGTEST,
+                mem_chain.parent_info(),
+                b"\x07" * 32,
+                pool,
+                now,
+                sampler=sample,
+                max_block_size=size,
             )
             mem_chain.connect(template.block)  # raises if the template were invalid
             result = pool.remove_for_block(template.block, now)
@@ -780,7 +788,9 @@ def test_the_leveldb_chainstate_is_a_chain_tip(tmp_path: Path) -> None:
         young = send([base.coinbases[12]], 10_000)  # one block short of maturity
         refuse(pool, young, Reject.TX_PREMATURE_SPEND, InvalidTransaction)
         info = node.cs.parent_info(node.tip_hash)
-        template = create_block(REGTEST, info, chainbuilder.PRODUCER, pool, info.time + 200)
+        template = create_block(
+            REGTEST, info, chainbuilder.PRODUCER, pool, info.time + 200, sampler=sample
+        )
         assert template.fees == 6_000
         update = node.submit(template.block)
         for block in update.connected:

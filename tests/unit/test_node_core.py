@@ -11,6 +11,7 @@ from chain.errors import InvalidBlock, Reject
 from chain.params import REGTEST
 from node.core import BlockConnected, NodeCore
 from tests.chainbuilder import NOW, Node
+from tests.exactwork import tiny_lottery
 
 
 def test_a_run_stops_at_its_first_invalid_block(tmp_path: Path) -> None:
@@ -26,7 +27,7 @@ def test_a_run_stops_at_its_first_invalid_block(tmp_path: Path) -> None:
     (tmp_path / "node").mkdir()
 
     async def run() -> None:
-        core = NodeCore(tmp_path / "node", REGTEST, clock=lambda: NOW)
+        core = NodeCore(tmp_path / "node", REGTEST, clock=lambda: NOW, lottery=tiny_lottery())
         events = core.subscribe()
         try:
             outcomes = await core.submit_blocks([good, bad, after_bad])

@@ -17,7 +17,9 @@ from node.p2p import messages as m
 from node.p2p.limits import BAN_THRESHOLD, Penalty, SeenCache, TokenBucket
 from node.p2p.service import MAX_BANNED, P2PConfig, P2PService
 from node.p2p.sync import BadHeaders, check_headers, locator_heights
+from tests import exactwork
 from tests.chainbuilder import PRODUCER
+from tests.exactwork import sample
 
 
 class Clock:
@@ -85,7 +87,7 @@ def chain_of(count: int) -> list[Block]:
     parent = ParentInfo(genesis.hash, 0, genesis.header.time, genesis.header.time)
     blocks = []
     for _ in range(count):
-        block = assemble_block(REGTEST, parent, PRODUCER, [], parent.time + 1)
+        block = assemble_block(REGTEST, parent, PRODUCER, [], parent.time + 1, sampler=sample)
         blocks.append(block)
         parent = ParentInfo(block.hash, block.header.height, block.header.time, parent.time)
     return blocks
@@ -108,7 +110,7 @@ def test_headers_that_do_not_link_or_skip_heights_or_are_forged_fail() -> None:
 
 
 def test_the_refusal_list_is_bounded(tmp_path: Path) -> None:
-    core = NodeCore(tmp_path, REGTEST)
+    core = NodeCore(tmp_path, REGTEST, lottery=exactwork.tiny_lottery())
     try:
         service = P2PService(core, P2PConfig(key_path=tmp_path / "p2p.key"))
         service.ban("first-to-end", 10)

@@ -32,6 +32,7 @@ from tests.chainbuilder import (
     key,
     pay,
 )
+from tests.exactwork import sample
 from tests.rpcnode import (
     TOKEN,
     PeerBook,
@@ -501,7 +502,7 @@ async def test_a_reorg_puts_transactions_back_in_the_mempool(
         assert (await client.get(f"/tx/{tx.txid.hex()}")).json()["block_hash"] == made
         parent = chain.parent_info(chain.active[110])
         for _ in range(2):  # a heavier branch from 110 without the payment
-            block = assemble_block(REGTEST, parent, BOB, [], parent.time + SPACING)
+            block = assemble_block(REGTEST, parent, BOB, [], parent.time + SPACING, sampler=sample)
             assert (await node.core.submit_block(block)).accepted
             parent = chain.parent_info(block.hash)
         assert chain.height == 112

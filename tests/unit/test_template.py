@@ -17,6 +17,7 @@ from chain.params import REGTEST, block_subsidy
 from chain.template import BLOCK_RESERVED_SIZE, create_block, select_transactions
 from chain.transaction import Transaction, TxOut
 from tests.chainbuilder import ALICE, Spendable, key, outputs_of, pay
+from tests.exactwork import sample
 
 if TYPE_CHECKING:
     from tests.unit.conftest import MemChain
@@ -67,12 +68,14 @@ def test_orders_by_fee_rate_and_builds_a_valid_block(
     one, five, three = (at_rate([c], r) for c, r in zip(funded, (1, 5, 3), strict=False))
     pool = fill(mem_chain, [one, five, three])
     fees = sum(fee_of(pool, t) for t in (one, five, three))
-    template = create_block(REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW)
+    template = create_block(
+        REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW, sampler=sample
+    )
     assert template.block.transactions[1:] == (five, three, one)
     assert template.fees == fees
     coinbase = template.block.transactions[0]
     assert coinbase.outputs[0].amount == block_subsidy(mem_chain.height + 1, REGTEST) + fees
-    mem_chain.connect(template.block)  # check_block + connect_block: valid, fees exact
+    mem_chain.connect(template.block)  # check_block, its draw, connect_block: valid, fees exact
     removed = pool.remove_for_block(template.block, NOW)
     assert set(removed.confirmed) == {one, five, three} and len(pool) == 0
 
@@ -148,7 +151,13 @@ def test_template_respects_the_block_size(mem_chain: MemChain, funded: list[Spen
     pool = fill(mem_chain, txs)
     limit = BLOCK_RESERVED_SIZE + 5 * txs[0].size
     template = create_block(
-        REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW, max_block_size=limit
+        REGTEST,
+        mem_chain.parent_info(),
+        PRODUCER_SECRET,
+        pool,
+        NOW,
+        sampler=sample,
+        max_block_size=limit,
     )
     assert template.block.transactions[1:] == tuple(reversed(txs))[:5]
     assert template.block.size <= limit
@@ -176,7 +185,9 @@ def test_parents_first_even_when_they_arrived_last(
     assert pool.readd_disconnected(list(block.transactions), NOW).readded == (funding,)
     sequence = {e.txid: e.sequence for e in pool.entries()}
     assert all(sequence[funding.txid] > sequence[c.txid] for c in children)
-    template = create_block(REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW)
+    template = create_block(
+        REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW, sampler=sample
+    )
     assert template.block.transactions[1] == funding
     assert set(template.block.transactions[2:]) == set(children)
     mem_chain.connect(template.block)
@@ -187,7 +198,7 @@ def test_template_needs_the_pools_tip(mem_chain: MemChain) -> None:
     stale = mem_chain.parent_info()
     mem_chain.mine()
     with pytest.raises(ValueError, match="tip"):
-        create_block(REGTEST, stale, PRODUCER_SECRET, pool, NOW)
+        create_block(REGTEST, stale, PRODUCER_SECRET, pool, NOW, sampler=sample)
     with pytest.raises(ValueError, match="reserved"):
         create_block(
             REGTEST,
@@ -195,12 +206,15 @@ def test_template_needs_the_pools_tip(mem_chain: MemChain) -> None:
             PRODUCER_SECRET,
             pool,
             NOW,
+            sampler=sample,
             max_block_size=BLOCK_RESERVED_SIZE,
         )
 
 
 def test_empty_pool_gives_a_coinbase_only_block(mem_chain: MemChain) -> None:
     pool = Mempool(mem_chain, REGTEST)
-    template = create_block(REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW)
+    template = create_block(
+        REGTEST, mem_chain.parent_info(), PRODUCER_SECRET, pool, NOW, sampler=sample
+    )
     assert len(template.block.transactions) == 1 and template.fees == 0
     mem_chain.connect(template.block)  # the coinbase claims exactly the subsidy

@@ -27,12 +27,13 @@ from chain.amounts import COIN
 from chain.block import Block
 from chain.checks import check_block
 from chain.coins import Coin, MemoryCoins
-from chain.contextual import ParentInfo, Undo, connect_block, disconnect_block
+from chain.contextual import ParentInfo, Undo, check_block_work, connect_block, disconnect_block
 from chain.kinds import make_coinbase_payload
 from chain.params import REGTEST, block_subsidy
 from chain.producer import assemble_block, sign_transaction
 from chain.schnorr import pubkey_of
 from chain.transaction import NO_SIGNATURE, OutPoint, Transaction, TxIn, TxKind, TxOut
+from tests.exactwork import sample, verify
 
 PARAMS = dataclasses.replace(REGTEST, coinbase_maturity=2)
 SECRETS = [hashlib.sha256(b"value-conservation-%d" % n).digest() for n in range(4)]
@@ -131,8 +132,11 @@ def test_connect_conserves_value_and_disconnect_restores(data: st.DataObject) ->
             tuple(TxOut(a, PUBKEYS[0]) for a in split(data, claim, data.draw(st.integers(1, 2)))),
             make_coinbase_payload(height),
         )
-        block = assemble_block(PARAMS, parent, PRODUCER, txs, parent.time + 1, coinbase=coinbase)
+        block = assemble_block(
+            PARAMS, parent, PRODUCER, txs, parent.time + 1, coinbase=coinbase, sampler=sample
+        )
         check_block(block, PARAMS)
+        check_block_work(block, PARAMS, [PARAMS.lottery.standing_job], verify)
         result = connect_block(block, coins, PARAMS)
         assert result.fees == fees
         before = dict(coins.coins)
