@@ -59,6 +59,7 @@ from chain.params import NETWORKS, ChainParams
 from node.auth import write_cookie
 from node.config import LOG_LEVELS, ConfigError, NodeConfig, load_config
 from node.core import NodeCore
+from node.files import write_atomically
 from node.indexes import ChainIndexes
 from node.logs import setup_logging
 from node.mining import Miner, MinerKeyError, miner_for
@@ -106,21 +107,6 @@ def datadir_lock(datadir: Path) -> Any:
         yield
     finally:
         handle.close()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so a reader sees the old file or the new, never half."""
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def ready_info(config: NodeConfig, rpc_port: int, p2p: P2PService) -> dict[str, Any]:

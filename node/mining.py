@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -68,6 +67,7 @@ from chain.schnorr import pubkey_of
 from chain.template import block_contents
 from chain.transaction import Transaction
 from node.core import NodeCore, NodeEvent
+from node.files import write_private
 
 log = logging.getLogger("fcd.mining")
 
@@ -90,7 +90,7 @@ def load_or_create_miner_key(path: Path) -> bytes:
         secret = path.read_bytes()
     except FileNotFoundError:
         secret = secrets.token_bytes(MINER_KEY_SIZE)
-        _write_private(path, secret)
+        write_private(path, secret)
     except OSError as exc:
         raise MinerKeyError(f"cannot read miner key {path}: {exc.strerror}") from None
     if len(secret) != MINER_KEY_SIZE:
@@ -103,27 +103,6 @@ def load_or_create_miner_key(path: Path) -> bytes:
     except ValueError:
         raise MinerKeyError(f"miner key {path} is not a valid secret key") from None
     return secret
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret the way ``p2p.key`` is written: created 0600 (never readable by
-    others, not even for an instant), under a temporary name, fsynced, then renamed, so a
-    kill leaves no key or a whole one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask; be exact
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 # -- torch threads ------------------------------------------------------------------------

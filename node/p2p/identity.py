@@ -9,12 +9,13 @@ leaves either no key or a whole one, never half of one.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
+
+from node.files import write_private
 
 SEED_SIZE = 32
 
@@ -29,7 +30,7 @@ def load_or_create_identity(path: Path) -> KeyPair:
         seed = path.read_bytes()
     except FileNotFoundError:
         seed = secrets.token_bytes(SEED_SIZE)
-        _write_private(path, seed)
+        write_private(path, seed)
     except OSError as exc:
         raise IdentityError(f"cannot read p2p key {path}: {exc.strerror}") from None
     if len(seed) != SEED_SIZE:
@@ -37,21 +38,3 @@ def load_or_create_identity(path: Path) -> KeyPair:
             f"p2p key {path} holds {len(seed)} bytes, expected a {SEED_SIZE}-byte Ed25519 seed"
         )
     return create_new_key_pair(seed)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is masked by the umask; be exact
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
