@@ -63,32 +63,24 @@ class BlockHeader(NamedTuple):
     work: Work
     producer_sig: bytes
 
+    def _fields_before_work(self) -> list[Any]:
+        return [
+            self.version,
+            self.prev_hash,
+            self.merkle_root,
+            self.benefit_root,
+            self.time,
+            self.target.to_bytes(32, "big"),
+            self.height,
+        ]
+
     def draw_wire(self) -> list[Any]:
         """The header without its work outputs (tokens) or signature: what a draw's seed
         covers (chain/lottery.py ``draw_seed``)."""
-        return [
-            self.version,
-            self.prev_hash,
-            self.merkle_root,
-            self.benefit_root,
-            self.time,
-            self.target.to_bytes(32, "big"),
-            self.height,
-            self.work.worker_key,
-            self.work.counter,
-        ]
+        return [*self._fields_before_work(), self.work.worker_key, self.work.counter]
 
     def unsigned_wire(self) -> list[Any]:
-        return [
-            self.version,
-            self.prev_hash,
-            self.merkle_root,
-            self.benefit_root,
-            self.time,
-            self.target.to_bytes(32, "big"),
-            self.height,
-            list(self.work),
-        ]
+        return [*self._fields_before_work(), list(self.work)]
 
     def to_wire(self) -> list[Any]:
         return [*self.unsigned_wire(), self.producer_sig]
