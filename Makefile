@@ -36,3 +36,5 @@ bench: setup
 	$(PY) bench/exact_identity.py
 	$(PY) bench/exact_quality.py
 	$(PY) bench/exact_speed.py
+	$(PY) bench/work_verify.py
+	$(PY) bench/sync_work.py --blocks 100
