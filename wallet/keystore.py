@@ -20,6 +20,11 @@ File ``DATADIR/wallets/<name>.wallet``, mode 0600, JSON (specs/wallet.md §3)::
   apart: a file whose checksum fails is *damaged* (reported, never replaced); a file whose
   checksum holds but whose ciphertext fails to authenticate was opened with the *wrong
   passphrase*. Either way nothing is written.
+* **Strict reading.** After the checksum, every field is checked: its type (a bool is
+  not a number), hex that is lower-case and of the right length, scrypt's n a power of two
+  and n, r, p and their memory bounded (before scrypt ever runs), names known, no field
+  missing or unknown. A file edited and re-checksummed is damaged like any other, and
+  the message names the field.
 * **Atomic writes.** A temporary file in the same directory, written, fsynced, renamed
   over the old one, then the directory fsynced: a crash leaves the old file or the new
   one, never a mix.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
@@ -41,10 +47,22 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from chain.encoding import pack, unpack_canonical
+from chain.params import NETWORKS
 
 FORMAT = "fc-wallet/1"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 1 << 16, 8, 1
 HEADER_FIELDS = ("format", "network", "kind", "xpub", "kdf", "cipher")
+SALT_BYTES, NONCE_BYTES, TAG_BYTES, MAX_PLAINTEXT = 16, 12, 16, 4096
+KDF_NAME, CIPHER_NAME = "scrypt", "aes-256-gcm"
+# Bounds on what a file may ask of scrypt (its memory is 128 * n * r bytes; the default
+# asks 64 MiB): anything beyond is damage, refused before scrypt is called.
+MAX_SCRYPT_N, MAX_SCRYPT_R, MAX_SCRYPT_P = 1 << 20, 32, 16
+MAX_SCRYPT_MEMORY = 256 << 20
+MAX_INDEX = (1 << 31) - 1  # BIP32's last non-hardened index
+MAX_XPUB_CHARS = 200
+DAMAGED_TAIL = "(left as it is; restore from your mnemonic into another wallet name)"
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_XPUB = re.compile(r"[0-9A-Za-z]+")
 
 
 class KeystoreError(Exception):
@@ -57,6 +75,19 @@ class WrongPassphrase(KeystoreError):
 
 class DamagedKeystore(KeystoreError):
     pass
+
+
+class _Malformed(Exception):
+    """One field of a keystore that is not what the format says: ``field``, ``problem``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field, problem)
+        self.field, self.problem = field, problem
+
+    def damaged(self, path: Path) -> DamagedKeystore:
+        return DamagedKeystore(
+            f"{path} is damaged: field {self.field}: {self.problem} {DAMAGED_TAIL}"
+        )
 
 
 @dataclass
@@ -95,7 +126,7 @@ class Keystore:
         }
         store.cipher = {"name": "aes-256-gcm", "nonce": nonce.hex()}
         plaintext = pack([secret.mnemonic, secret.bip39_passphrase, secret.seed])
-        key = _derive_key(passphrase, store.kdf)
+        key = _derive_key(passphrase, store.kdf, path)
         store.secret_hex = AESGCM(key).encrypt(nonce, plaintext, store._aad()).hex()
         store._write(new=True)
         return store
@@ -116,31 +147,28 @@ class Keystore:
         try:
             doc = json.loads(raw)
             checksum = doc.pop("checksum")
-        except (ValueError, KeyError, AttributeError, TypeError):
+        except (ValueError, KeyError, AttributeError, TypeError, RecursionError):
             raise DamagedKeystore(
-                f"{path} is damaged: not a wallet file any more (left as it is; restore "
-                "from your mnemonic into another wallet name)"
+                f"{path} is damaged: not a wallet file any more {DAMAGED_TAIL}"
             ) from None
         if _checksum(doc) != checksum:
-            raise DamagedKeystore(
-                f"{path} is damaged: its checksum does not match (left as it is; restore "
-                "from your mnemonic into another wallet name)"
-            )
+            raise DamagedKeystore(f"{path} is damaged: its checksum does not match {DAMAGED_TAIL}")
         if doc.get("format") != FORMAT:
             raise KeystoreError(f"{path}: format {doc.get('format')!r}, expected {FORMAT}")
         try:
-            return cls(
-                path,
-                doc["network"],
-                doc["kind"],
-                doc["xpub"],
-                doc.get("kdf", {}),
-                doc.get("cipher", {}),
-                doc.get("secret"),
-                {k: int(v) for k, v in doc["state"].items()},
-            )
-        except (KeyError, TypeError, ValueError):
-            raise DamagedKeystore(f"{path} is damaged: a field is missing or malformed") from None
+            _check_document(doc)
+        except _Malformed as exc:
+            raise exc.damaged(path) from None
+        return cls(
+            path,
+            doc["network"],
+            doc["kind"],
+            doc["xpub"],
+            doc.get("kdf", {}),
+            doc.get("cipher", {}),
+            doc.get("secret"),
+            dict(doc["state"]),
+        )
 
     @property
     def watch_only(self) -> bool:
@@ -150,7 +178,12 @@ class Keystore:
         """Decrypt the secret; :class:`WrongPassphrase` if ``passphrase`` is not the one."""
         if self.watch_only or self.secret_hex is None:
             raise KeystoreError("a watch-only wallet holds no keys")
-        key = _derive_key(passphrase, self.kdf)
+        try:  # a keystore built in memory gets the checks a file gets
+            _check_cipher(self.cipher)
+            _check_secret(self.secret_hex)
+        except _Malformed as exc:
+            raise exc.damaged(self.path) from None
+        key = _derive_key(passphrase, self.kdf, self.path)
         try:
             plaintext = AESGCM(key).decrypt(
                 bytes.fromhex(self.cipher["nonce"]), bytes.fromhex(self.secret_hex), self._aad()
@@ -221,13 +254,112 @@ def _checksum(doc: dict[str, Any]) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _derive_key(passphrase: str, kdf: dict[str, Any]) -> bytes:
-    if kdf.get("name") != "scrypt":
-        raise KeystoreError(f"unknown key derivation {kdf.get('name')!r}")
+def _derive_key(passphrase: str, kdf: dict[str, Any], path: Path) -> bytes:
+    try:
+        _check_kdf(kdf)  # bounded before scrypt is asked for anything
+    except _Malformed as exc:
+        raise exc.damaged(path) from None
     return Scrypt(
-        salt=bytes.fromhex(kdf["salt"]),
-        length=32,
-        n=int(kdf["n"]),
-        r=int(kdf["r"]),
-        p=int(kdf["p"]),
+        salt=bytes.fromhex(kdf["salt"]), length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]
     ).derive(passphrase.encode("utf-8"))
+
+
+# -- strict reading -------------------------------------------------------------------------------
+def _object(value: Any, field: str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """``value`` is a JSON object with exactly ``keys`` (``field`` "" for the file itself)."""
+    if not isinstance(value, dict):
+        raise _Malformed(field, f"is a {type(value).__name__}, not an object")
+    prefix = f"{field}." if field else ""
+    for key in keys:
+        if key not in value:
+            raise _Malformed(prefix + key, "is missing")
+    for key in value:
+        if key not in keys:
+            raise _Malformed(prefix + _name(key), "is not part of the format")
+    return value
+
+
+def _integer(value: Any, field: str, low: int, high: int) -> int:
+    if type(value) is not int:  # bool is an int subclass and is refused too
+        raise _Malformed(field, f"is a {type(value).__name__}, not an integer")
+    if not low <= value <= high:
+        raise _Malformed(field, f"is out of range ({low} to {high})")
+    return value
+
+
+def _hex(value: Any, field: str, low: int, high: int) -> bytes:
+    """Lower-case hex, as written, of ``low`` to ``high`` bytes."""
+    if not isinstance(value, str):
+        raise _Malformed(field, f"is a {type(value).__name__}, not a hex string")
+    if len(value) > 2 * high or not _HEX.fullmatch(value):
+        raise _Malformed(
+            field, "is not lower-case hex" if len(value) <= 2 * high else "is too long"
+        )
+    if not low <= len(value) // 2 <= high:
+        size = f"{low} bytes" if low == high else f"{low} to {high} bytes"
+        raise _Malformed(field, f"is {len(value) // 2} bytes, expected {size}")
+    return bytes.fromhex(value)
+
+
+def _known(value: Any, field: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str):
+        raise _Malformed(field, f"is a {type(value).__name__}, not a string")
+    if value not in allowed:
+        raise _Malformed(field, f"{value[:40]!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _name(text: str) -> str:
+    """A name from the file, cut short for a one-line message."""
+    return text if len(text) <= 40 and text.isprintable() else repr(text[:40])
+
+
+def _check_kdf(kdf: Any) -> None:
+    _object(kdf, "kdf", ("name", "n", "r", "p", "salt"))
+    _known(kdf["name"], "kdf.name", (KDF_NAME,))
+    n = _integer(kdf["n"], "kdf.n", 2, MAX_SCRYPT_N)
+    if n & (n - 1):
+        raise _Malformed("kdf.n", "is not a power of two")
+    r = _integer(kdf["r"], "kdf.r", 1, MAX_SCRYPT_R)
+    _integer(kdf["p"], "kdf.p", 1, MAX_SCRYPT_P)
+    if 128 * n * r > MAX_SCRYPT_MEMORY:
+        raise _Malformed("kdf", f"n and r ask scrypt for more than {MAX_SCRYPT_MEMORY >> 20} MiB")
+    _hex(kdf["salt"], "kdf.salt", SALT_BYTES, SALT_BYTES)
+
+
+def _check_cipher(cipher: Any) -> None:
+    _object(cipher, "cipher", ("name", "nonce"))
+    _known(cipher["name"], "cipher.name", (CIPHER_NAME,))
+    _hex(cipher["nonce"], "cipher.nonce", NONCE_BYTES, NONCE_BYTES)
+
+
+def _check_secret(secret: Any) -> None:
+    _hex(secret, "secret", TAG_BYTES + 1, TAG_BYTES + MAX_PLAINTEXT)
+
+
+def _check_document(doc: dict[str, Any]) -> None:
+    """Every field of a keystore (checksum and format already checked), or :class:`_Malformed`."""
+    if "kind" not in doc:
+        raise _Malformed("kind", "is missing")
+    kind = _known(doc["kind"], "kind", ("seed", "watch-only"))
+    header = ("format", "network", "kind", "xpub")
+    encrypted = ("kdf", "cipher", "secret")
+    keys = (*header, *encrypted, "state") if kind == "seed" else (*header, "state")
+    if kind == "watch-only":
+        for key in encrypted:
+            if key in doc:
+                raise _Malformed(key, "is present in a watch-only wallet")
+    _object(doc, "", keys)
+    _known(doc["network"], "network", tuple(NETWORKS))
+    xpub = doc["xpub"]
+    if not isinstance(xpub, str):
+        raise _Malformed("xpub", f"is a {type(xpub).__name__}, not a string")
+    if not 0 < len(xpub) <= MAX_XPUB_CHARS or not _XPUB.fullmatch(xpub):
+        raise _Malformed("xpub", "is not an extended key")
+    if kind == "seed":
+        _check_kdf(doc["kdf"])
+        _check_cipher(doc["cipher"])
+        _check_secret(doc["secret"])
+    state = _object(doc["state"], "state", ("next_receive", "next_change"))
+    for key, value in state.items():
+        _integer(value, f"state.{key}", 0, MAX_INDEX)
