@@ -7,6 +7,11 @@ bound), or failing that from ``fc.toml``'s ``rpc_port``/``rpc_bind``, or the net
 default port; the token from ``.cookie``. ``--rpc-url`` and ``--rpc-token`` (or
 ``FC_RPC_URL``/``FC_RPC_TOKEN``) override either.
 
+The network. The data directory says which network it belongs to: ``fcd.json``'s
+``network`` (the daemon's), else ``fc.toml``'s ``network``. Without ``--network`` that
+is the network every command uses (mainnet when neither says); a ``--network`` that
+disagrees is refused before anything is done, and so is a damaged file.
+
 Output. Tables for people by default (rich); ``--json`` (before or after the command)
 prints the API's own JSON instead, for scripts. A failure is exactly one line on
 stderr and a non-zero exit status, e.g.::
@@ -43,6 +48,7 @@ from workloads.exact.cli import exact
 
 READY_FILE = "fcd.json"  # written by fcd once it listens (node.daemon)
 CONFIG_FILE = "fc.toml"
+DEFAULT_NETWORK = "mainnet"  # as node.config's, which is slow to import
 TIMEOUT = 120.0  # seconds; generating many blocks takes a while
 WIDE = 200  # columns when not on a terminal: full hashes, no wrapping in pipes and tests
 
@@ -95,6 +101,43 @@ def url_from_datadir(datadir: Path, network: str) -> str:
     return f"http://{host}:{port}"
 
 
+def network_of_datadir(datadir: Path) -> tuple[str, str] | None:
+    """The network ``datadir`` belongs to and the file that says so: ``fcd.json``'s
+    ``network``, else ``fc.toml``'s, else None. A file that cannot be read is a failure."""
+    ready = datadir / READY_FILE
+    try:
+        doc = json.loads(ready.read_text())
+    except FileNotFoundError:
+        doc = {}
+    except OSError as exc:
+        fail(f"cannot read {ready}: {exc.strerror or exc}")
+    except ValueError as exc:
+        fail(f"{ready} is damaged: not JSON ({exc})")
+    if not isinstance(doc, dict):
+        fail(f"{ready} is damaged: not a JSON object")
+    if "network" in doc:
+        return _known_network(ready, doc["network"]), READY_FILE
+    config = datadir / CONFIG_FILE
+    try:
+        with config.open("rb") as f:
+            settings = tomllib.load(f)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        fail(f"cannot read {config}: {exc.strerror or exc}")
+    except ValueError as exc:  # TOMLDecodeError, or bytes that are not UTF-8
+        fail(f"{config} is damaged: {exc}")
+    if "network" in settings:
+        return _known_network(config, settings["network"]), CONFIG_FILE
+    return None
+
+
+def _known_network(path: Path, value: Any) -> str:
+    if not isinstance(value, str) or value not in NETWORKS:
+        fail(f"{path} is damaged: network must be one of {', '.join(NETWORKS)}, got {value!r}")
+    return value
+
+
 @dataclass
 class Settings:
     datadir: Path | None
@@ -102,6 +145,29 @@ class Settings:
     rpc_url: str | None
     rpc_token: str | None
     as_json: bool
+
+    @classmethod
+    def resolve(
+        cls,
+        datadir: Path | None,
+        network: str | None,
+        rpc_url: str | None,
+        rpc_token: str | None,
+        as_json: bool,
+    ) -> Settings:
+        """The settings every command uses: the network the data directory says, unless
+        ``network`` (the flag) is given, which must then agree with it."""
+        datadir = datadir or default_datadir(network or DEFAULT_NETWORK)
+        said = network_of_datadir(datadir)
+        if said is not None:
+            found, source = said
+            if network is not None and network != found:
+                fail(
+                    f"--network {network} but {datadir / source} says the data directory "
+                    f"is {found}; drop --network or pick another --datadir"
+                )
+            network = found
+        return cls(datadir, network or DEFAULT_NETWORK, rpc_url, rpc_token, as_json)
 
     def resolve_datadir(self) -> Path:
         return self.datadir or default_datadir(self.network)
@@ -237,10 +303,8 @@ pass_settings = click.make_pass_decorator(Settings)
 @click.option(
     "--network",
     type=click.Choice(list(NETWORKS)),
-    default="mainnet",
-    show_default=True,
     envvar="FC_NETWORK",
-    help="picks the default data directory and port",
+    help="default: what the data directory says (fcd.json, fc.toml), else mainnet",
 )
 @click.option("--rpc-url", envvar="FC_RPC_URL", help="e.g. http://127.0.0.1:27332")
 @click.option("--rpc-token", envvar="FC_RPC_TOKEN", help="instead of DATADIR/.cookie")
@@ -249,13 +313,13 @@ pass_settings = click.make_pass_decorator(Settings)
 def cli(
     ctx: click.Context,
     datadir: Path | None,
-    network: str,
+    network: str | None,
     rpc_url: str | None,
     rpc_token: str | None,
     as_json: bool,
 ) -> None:
     """Talk to a running Foundation Coin node (fcd)."""
-    ctx.obj = Settings(datadir, network, rpc_url, rpc_token, as_json)
+    ctx.obj = Settings.resolve(datadir, network, rpc_url, rpc_token, as_json)
 
 
 # -- fc node ...
