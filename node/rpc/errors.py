@@ -112,14 +112,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    # Keep the headers the exception carries: a 405's ``Allow`` above all (RFC 9110).
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 404:
-        return error_response(NOT_FOUND, f"no such endpoint: {request.url.path}")
+        return error_response(NOT_FOUND, f"no such endpoint: {request.url.path}", headers=headers)
     if exc.status_code == 405:
         return error_response(
-            METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path}"
+            METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on {request.url.path}",
+            headers=headers,
         )
     code = BAD_REQUEST if 400 <= exc.status_code < 500 else INTERNAL
-    return error_response(code, str(exc.detail), status=exc.status_code)
+    return error_response(code, str(exc.detail), status=exc.status_code, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -116,11 +116,11 @@ def _content_length(scope: Scope) -> int | None:
     """The declared length, None when absent, -1 when not a number."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
+            # ASCII digits only (bytes.isdigit is ASCII-only): int() would also take a
+            # sign, '_' separators and surrounding whitespace.
+            if not value.isdigit():
                 return -1
-            return length if length >= 0 else -1
+            return int(value)
     return None
 
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import re
 import time
 from typing import Annotated
 
 import trio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BeforeValidator
 
 from chain.amounts import format_amount
 from chain.block import MAX_BLOCK_SIZE, Block, decode_block
@@ -58,14 +60,67 @@ Ctx = Annotated[RpcContext, Depends(_ctx)]
 
 
 # -- parsing what clients send ---------------------------------------------------------
-def parse_hash(text: str, what: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        raise ApiError(errors.BAD_REQUEST, f"{what} must be hex, got {text[:80]!r}") from None
-    if len(value) != HASH_SIZE:
-        raise ApiError(errors.BAD_REQUEST, f"{what} must be {HASH_SIZE} bytes (64 hex digits)")
+# By regular expression over ASCII classes only: int() and bytes.fromhex() also take
+# Unicode digits, '_' separators, signs and whitespace, none of which is an id.
+_HASH_RE = re.compile(schemas.HEX64_IN[1:-1])
+_HEIGHT_RE = re.compile(schemas.HEIGHT_DIGITS[1:-1])
+_DECIMAL_RE = re.compile("[0-9]+")
+_CURSOR_RE = re.compile(f"[0-9a-fA-F]{{{2 * HISTORY_CURSOR_SIZE}}}")
+
+# Path parameters, documented with the formats the handlers enforce (they refuse anything
+# else themselves, with a message saying what was expected).
+BlockId = Annotated[
+    str,
+    Path(
+        description="a height (ASCII decimal digits) or a block hash (64 hex digits)",
+        json_schema_extra={"pattern": schemas.BLOCK_ID, "minLength": 1, "maxLength": 64},
+    ),
+]
+TxId = Annotated[
+    str,
+    Path(
+        description="64 hex digits",
+        json_schema_extra={"pattern": schemas.HEX64_IN, "minLength": 64, "maxLength": 64},
+    ),
+]
+AddressParam = Annotated[
+    str,
+    Path(
+        description="a bech32m address of this node's network",
+        json_schema_extra={
+            "pattern": schemas.ADDRESS_IN,
+            "maxLength": schemas.ADDRESS_MAX_LENGTH,
+        },
+    ),
+]
+
+
+def _ascii_decimal(value: object) -> object:
+    """Refuse a query number that is not plain ASCII digits before pydantic's int()."""
+    if isinstance(value, str) and (len(value) > 10 or _DECIMAL_RE.fullmatch(value) is None):
+        raise ValueError("must be 1 to 10 ASCII decimal digits")
     return value
+
+
+AsciiDecimal = BeforeValidator(_ascii_decimal)
+
+
+def parse_hash(text: str, what: str) -> bytes:
+    """64 hex digits (either case), nothing around them."""
+    if _HASH_RE.fullmatch(text) is None:
+        raise ApiError(
+            errors.BAD_REQUEST,
+            f"{what} must be {HASH_SIZE} bytes as 64 hex digits, got {text[:80]!r}",
+        )
+    return bytes.fromhex(text)
+
+
+def parse_height(text: str) -> int | None:
+    """A height written as 1 to 10 ASCII decimal digits, at most a uint32; else None."""
+    if _HEIGHT_RE.fullmatch(text) is None:
+        return None
+    height = int(text)
+    return height if height <= schemas.MAX_HEIGHT else None
 
 
 def parse_address(ctx: RpcContext, text: str) -> bytes:
@@ -187,16 +242,23 @@ async def chain_tip(ctx: Ctx) -> schemas.ChainTip:
 
 
 def resolve_block(ctx: RpcContext, block_id: str) -> bytes:
-    """A block hash from a height (decimal) or a hash (64 hex digits)."""
+    """A block hash from a height (ASCII decimal) or a hash (64 hex digits)."""
     chain = ctx.core.chainstate
-    if block_id.isdigit() and len(block_id) < 2 * HASH_SIZE:
-        found = chain.block_hash_at(int(block_id))
+    height = parse_height(block_id)
+    if height is not None:
+        found = chain.block_hash_at(height)
         if found is None:
             raise ApiError(
-                errors.NOT_FOUND, f"no block at height {block_id} (the tip is {chain.height})"
+                errors.NOT_FOUND, f"no block at height {height} (the tip is {chain.height})"
             )
         return found
-    block_hash = parse_hash(block_id, "block id (a height or a hash)")
+    if _HASH_RE.fullmatch(block_id) is None:
+        raise ApiError(
+            errors.BAD_REQUEST,
+            "block id must be a height (1 to 10 ASCII decimal digits, at most "
+            f"{schemas.MAX_HEIGHT}) or a block hash (64 hex digits), got {block_id[:80]!r}",
+        )
+    block_hash = bytes.fromhex(block_id)
     if block_hash not in chain.index:
         raise ApiError(errors.NOT_FOUND, f"no block with hash {block_id}")
     return block_hash
@@ -237,7 +299,7 @@ def _block_view(ctx: RpcContext, block_hash: bytes, raw: bool) -> schemas.BlockV
 )
 async def chain_block(
     ctx: Ctx,
-    block_id: str,
+    block_id: BlockId,
     raw: Annotated[bool, Query(description="add the block's encoding as hex")] = False,
 ) -> schemas.BlockView:
     """A block by height (on the active chain) or by hash (any stored block)."""
@@ -281,7 +343,7 @@ def _pooled_tx(ctx: RpcContext, tx: Transaction, fee: int, raw: bool) -> schemas
 @router.get("/tx/{txid}", response_model=schemas.TxInfo, tags=["transactions"])
 async def get_tx(
     ctx: Ctx,
-    txid: str,
+    txid: TxId,
     raw: Annotated[bool, Query(description="add the transaction's encoding as hex")] = False,
 ) -> schemas.TxInfo:
     """A transaction from the mempool, or from the active chain through the tx index."""
@@ -301,10 +363,7 @@ async def get_tx(
 )
 async def submit_tx(ctx: Ctx, body: schemas.SubmitTxRequest) -> schemas.SubmitResult:
     """Offer a signed transaction to the mempool (and so to the network)."""
-    try:
-        data = bytes.fromhex(body.hex)
-    except ValueError:
-        raise ApiError(errors.BAD_REQUEST, "hex: not a string of hex digit pairs") from None
+    data = bytes.fromhex(body.hex)  # the model admits only pairs of hex digits
     try:
         tx = decode_transaction(data)
         result = await ctx.core.submit_transaction(tx)
@@ -322,7 +381,9 @@ async def submit_tx(ctx: Ctx, body: schemas.SubmitTxRequest) -> schemas.SubmitRe
 @router.get("/mempool", response_model=schemas.MempoolView, tags=["transactions"])
 async def mempool(
     ctx: Ctx,
-    limit: Annotated[int, Query(ge=0, le=100_000, description="most txids to list")] = 10_000,
+    limit: Annotated[
+        int, AsciiDecimal, Query(ge=0, le=100_000, description="most txids to list")
+    ] = 10_000,
 ) -> schemas.MempoolView:
     """Size of the pool and its transaction ids in arrival order."""
     pool = ctx.core.mempool
@@ -341,8 +402,8 @@ async def mempool(
 @router.get("/address/{address}/coins", response_model=schemas.AddressCoins, tags=["addresses"])
 async def address_coins(
     ctx: Ctx,
-    address: str,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1_000,
+    address: AddressParam,
+    limit: Annotated[int, AsciiDecimal, Query(ge=1, le=10_000)] = 1_000,
 ) -> schemas.AddressCoins:
     """Confirmed unspent coins of an address, with whether a pooled transaction spends them."""
     pubkey = parse_address(ctx, address)
@@ -379,8 +440,8 @@ async def address_coins(
 @router.get("/address/{address}/history", response_model=schemas.AddressHistory, tags=["addresses"])
 async def address_history(
     ctx: Ctx,
-    address: str,
-    limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
+    address: AddressParam,
+    limit: Annotated[int, AsciiDecimal, Query(ge=1, le=1_000)] = 100,
     cursor: Annotated[
         str | None, Query(max_length=64, description="next_cursor of the previous page")
     ] = None,
@@ -389,12 +450,9 @@ async def address_history(
     pubkey = parse_address(ctx, address)
     after: bytes | None = None
     if cursor is not None:
-        try:
-            after = bytes.fromhex(cursor)
-        except ValueError:
-            after = None
-        if after is None or len(after) != HISTORY_CURSOR_SIZE:
+        if _CURSOR_RE.fullmatch(cursor) is None:
             raise ApiError(errors.BAD_REQUEST, "cursor: pass back a next_cursor unchanged")
+        after = bytes.fromhex(cursor)
     await ctx.indexes.catch_up()
     page: HistoryPage = await trio.to_thread.run_sync(
         functools.partial(ctx.indexes.history, pubkey, limit, after)
@@ -427,7 +485,7 @@ async def address_history(
     response_model=schemas.AddressUnconfirmed,
     tags=["addresses"],
 )
-async def address_unconfirmed(ctx: Ctx, address: str) -> schemas.AddressUnconfirmed:
+async def address_unconfirmed(ctx: Ctx, address: AddressParam) -> schemas.AddressUnconfirmed:
     """What the mempool does to an address: pooled outputs paying it, and its coins that
     pooled transactions spend. A scan of the pool (bounded by its size cap)."""
     pubkey = parse_address(ctx, address)

@@ -12,14 +12,54 @@ integer in base units (``amount``) next to its exact decimal rendering in FC
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
+from chain.params import NETWORKS
 from chain.transaction import MAX_TX_SIZE
 
 MAX_GENERATE = 1_000  # blocks one /generate call may produce (it holds a worker meanwhile)
 MAX_BAN_SECONDS = 10 * 365 * 24 * 60 * 60
+
+
+# -- string formats ---------------------------------------------------------------------
+# Defined once: the response types below, the request bodies, and the path parameters of
+# ``routes`` (which also enforce them, with their own messages) use these.
+HEX64 = r"^[0-9a-f]{64}$"  # a hash, txid or key as the node writes it
+HEX64_IN = r"^[0-9a-fA-F]{64}$"  # ... as the node reads it (either case)
+HEX128 = r"^[0-9a-f]{128}$"  # a signature
+RAW_HEX = r"^([0-9a-f]{2})*$"  # bytes, lowercase hex
+RAW_HEX_IN = r"^([0-9a-fA-F]{2})*$"
+HEX_NUMBER = r"^[0-9a-f]+$"  # a number in hex (chain work)
+MAX_HEIGHT = 2**32 - 1  # a header's height is a uint32
+# A block id in a path: a height (1 to 10 ASCII decimal digits, no sign) or a hash.
+BLOCK_ID = r"^([0-9]{1,10}|[0-9a-fA-F]{64})$"
+HEIGHT_DIGITS = r"^[0-9]{1,10}$"
+# bech32m (BIP350) over a witness version 1 (``p``) 32-byte program: 52 data characters
+# and a 6-character checksum; the alphabet is bech32's (no 1, b, i, o). wallet/address.py
+_HRPS = "|".join(sorted({params.hrp for params in NETWORKS.values()}))
+_BECH32 = "02-9ac-hj-np-z"
+ADDRESS = rf"^({_HRPS})1p[{_BECH32}]{{58}}$"
+# Read in either case (bech32 allows an all-uppercase string); routes enforce it with
+# wallet.address, which says what is wrong (400 bad-address).
+ADDRESS_IN = rf"^(({_HRPS})1p[{_BECH32}]{{58}}|({_HRPS.upper()})1P[{_BECH32.upper()}]{{58}})$"
+ADDRESS_MAX_LENGTH = 90
+
+Hash = Annotated[str, Field(pattern=HEX64, min_length=64, max_length=64)]
+Signature = Annotated[str, Field(pattern=HEX128, min_length=128, max_length=128)]
+RawHex = Annotated[str, Field(pattern=RAW_HEX)]
+Target = Annotated[str, Field(pattern=HEX64, min_length=64, max_length=64)]
+HexNumber = Annotated[str, Field(pattern=HEX_NUMBER, min_length=1)]
+Address = Annotated[str, Field(pattern=ADDRESS, max_length=ADDRESS_MAX_LENGTH)]
+# An address a client sends: documented with its format, but not enforced by the model, so
+# that the route's decoder answers with what is wrong (400 bad-address, specs/rpc.md §3).
+AddressInput = Annotated[
+    str,
+    Field(max_length=ADDRESS_MAX_LENGTH),
+    WithJsonSchema({"type": "string", "pattern": ADDRESS_IN, "maxLength": ADDRESS_MAX_LENGTH}),
+]
+Cursor = Annotated[str, Field(pattern=r"^[0-9a-f]{26}$", min_length=26, max_length=26)]
 
 
 class Request(BaseModel):
@@ -31,13 +71,14 @@ class SubmitTxRequest(Request):
     hex: str = Field(
         min_length=2,
         max_length=2 * MAX_TX_SIZE,
+        pattern=RAW_HEX_IN,
         description="the transaction's canonical encoding, hex",
     )
 
 
 class GenerateRequest(Request):
     count: int = Field(default=1, ge=1, le=MAX_GENERATE, description="blocks to produce")
-    pay_to: str | None = Field(
+    pay_to: AddressInput | None = Field(
         default=None, description="address the coinbases pay; default: the node's own key"
     )
 
@@ -69,40 +110,40 @@ class ErrorResponse(BaseModel):
 class Work(BaseModel):
     """The draw that won the block (specs/pob.md §2)."""
 
-    worker_key: str  # 64 hex digits
+    worker_key: Hash  # the worker's x-only key
     counter: int
     tokens: list[int]  # the draw's token ids, exactly max_new_tokens of them
 
 
 class Header(BaseModel):
     version: int
-    prev_hash: str
-    merkle_root: str
-    benefit_root: str
+    prev_hash: Hash
+    merkle_root: Hash
+    benefit_root: Hash
     time: int
-    target: str  # 64 hex digits, big-endian
+    target: Target  # 64 hex digits, big-endian
     height: int
     work: Work
-    producer_sig: str
+    producer_sig: Signature
 
 
 class TxInput(BaseModel):
-    txid: str
+    txid: Hash
     vout: int
-    signature: str
+    signature: Signature
 
 
 class TxOutput(BaseModel):
     n: int
     amount: int
     amount_fc: str
-    pubkey: str
-    address: str
+    pubkey: Hash
+    address: Address
 
 
 class TxView(BaseModel):
-    txid: str
-    wtxid: str
+    txid: Hash
+    wtxid: Hash
     version: int
     kind: str  # "transfer", "coinbase", or "kind-N" for kinds not active yet
     size: int
@@ -129,7 +170,7 @@ class NodeInfo(BaseModel):
     peer_id: str | None
     listen_addrs: list[str]
     height: int
-    tip: str
+    tip: Hash
     mempool: MempoolSummary
     peers: int | None
     index_height: int
@@ -165,43 +206,43 @@ class ConnectResult(BaseModel):
 
 class ChainTip(BaseModel):
     height: int
-    hash: str
+    hash: Hash
     time: int
     median_time_past: int
-    target: str
-    chain_work: str  # hex
+    target: Target
+    chain_work: HexNumber
 
 
 class BlockView(BaseModel):
-    hash: str
+    hash: Hash
     height: int
     in_active_chain: bool
     confirmations: int  # -1 when the block is not on the active chain
-    next_hash: str | None
-    chain_work: str
+    next_hash: Hash | None
+    chain_work: HexNumber
     size: int
     header: Header
     transactions: list[TxView]
-    hex: str | None = None
+    hex: RawHex | None = None
 
 
 class TxInfo(TxView):
     in_mempool: bool
-    block_hash: str | None
+    block_hash: Hash | None
     block_height: int | None
     position: int | None
     confirmations: int  # 0 in the mempool
     fee: int | None  # known for mempool transactions
     fee_fc: str | None
-    hex: str | None = None
+    hex: RawHex | None = None
 
 
 class SubmitResult(BaseModel):
-    txid: str
+    txid: Hash
     orphan: bool  # parents missing: kept aside until they arrive
-    missing_parents: list[str]
-    accepted: list[str]  # this transaction and any orphans it resolved
-    replaced: list[str]  # evicted by this replacement
+    missing_parents: list[Hash]
+    accepted: list[Hash]  # this transaction and any orphans it resolved
+    replaced: list[Hash]  # evicted by this replacement
 
 
 class MempoolView(BaseModel):
@@ -209,12 +250,12 @@ class MempoolView(BaseModel):
     bytes: int
     orphans: int
     min_fee_rate: int  # units per 1,000 bytes a new transaction must pay now
-    txids: list[str]  # arrival order
+    txids: list[Hash]  # arrival order
     truncated: bool
 
 
 class AddressCoinView(BaseModel):
-    txid: str
+    txid: Hash
     vout: int
     amount: int
     amount_fc: str
@@ -222,11 +263,11 @@ class AddressCoinView(BaseModel):
     confirmations: int
     coinbase: bool
     mature: bool
-    spent_in_mempool: str | None  # txid of a pooled transaction spending it
+    spent_in_mempool: Hash | None  # txid of a pooled transaction spending it
 
 
 class AddressCoins(BaseModel):
-    address: str
+    address: Address
     coins: list[AddressCoinView]
     total: int
     total_fc: str
@@ -234,20 +275,20 @@ class AddressCoins(BaseModel):
 
 
 class UnconfirmedOutput(BaseModel):
-    txid: str
+    txid: Hash
     vout: int
     amount: int
     amount_fc: str
 
 
 class UnconfirmedSpend(BaseModel):
-    txid: str  # the pooled transaction spending the coin
-    prev_txid: str
+    txid: Hash  # the pooled transaction spending the coin
+    prev_txid: Hash
     prev_vout: int
 
 
 class AddressUnconfirmed(BaseModel):
-    address: str
+    address: Address
     received: list[UnconfirmedOutput]  # outputs of pooled transactions paying the address
     spent: list[UnconfirmedSpend]  # coins of the address (confirmed or pooled) spent in the pool
 
@@ -261,8 +302,8 @@ class FeeEstimate(BaseModel):
 
 class HistoryEntryView(BaseModel):
     height: int
-    block_hash: str | None
-    txid: str
+    block_hash: Hash | None
+    txid: Hash
     direction: str  # "received" or "spent"
     index: int  # output index received, or input index spending
     amount: int
@@ -270,20 +311,20 @@ class HistoryEntryView(BaseModel):
 
 
 class AddressHistory(BaseModel):
-    address: str
+    address: Address
     entries: list[HistoryEntryView]
-    next_cursor: str | None
+    next_cursor: Cursor | None
 
 
 class GenerateResult(BaseModel):
-    hashes: list[str]
+    hashes: list[Hash]
     height: int
-    pay_to: str
+    pay_to: Address
 
 
 class FoundBlockView(BaseModel):
     height: int
-    hash: str
+    hash: Hash
 
 
 class MiningInfo(BaseModel):
@@ -297,6 +338,6 @@ class MiningInfo(BaseModel):
     found: list[FoundBlockView]  # the latest found blocks, oldest first (at most 100)
     started_at: int | None  # unix time the miner started
     expected_seconds_per_block: float | None  # network_draws_per_block / draws_per_second
-    target: str  # 64 hex digits: the target of the block being drawn for
+    target: Target  # 64 hex digits: the target of the block being drawn for
     height: int  # the height of the block being drawn for (the tip's child)
     network_draws_per_block: int  # expected draws to win a block at this target
