@@ -5,7 +5,7 @@
     fc wallet rescan                                     find used addresses again (gap 20)
     fc wallet address [--new]                            where to be paid
     fc wallet balance                                    confirmed, unconfirmed, immature
-    fc wallet send ADDRESS AMOUNT [--fee-rate R] [--subtract-fee]
+    fc wallet send ADDRESS AMOUNT [--fee-rate R] [--subtract-fee] [--force]
     fc wallet history
     fc wallet xpub [--path PATH]                         xpub on mainnet, tpub elsewhere
 
@@ -13,8 +13,9 @@
 secret a command needs has a non-interactive form for scripts: ``--passphrase-file F``
 or ``--passphrase-stdin`` for the wallet passphrase, ``--mnemonic-file F`` or
 ``--mnemonic-stdin`` for a mnemonic, ``--bip39-passphrase-file F``; otherwise ``fc``
-prompts with input hidden. Amounts are exact decimal strings of FC; fee rates are units
-per byte. ``--json`` everywhere; failures are one line on stderr and exit status 1.
+prompts with input hidden. Amounts are exact decimal strings of FC; fee rates are whole
+units per 1,000 bytes, as the node reports them. ``--json`` everywhere; failures are one
+line on stderr and exit status 1.
 
 The node is reached through the ``fc`` settings object (``ctx.obj.node()``), so this
 module needs nothing of ``node/``.
@@ -36,7 +37,7 @@ from rich.table import Table
 from chain.amounts import format_amount
 from chain.params import NETWORKS, ChainParams
 from wallet.address import AddressError
-from wallet.amounts import AmountError, parse_amount, parse_fee_rate
+from wallet.amounts import AmountError, parse_amount, parse_fee_rate_kb
 from wallet.coinselect import InsufficientFunds
 from wallet.keys import (
     Account,
@@ -282,8 +283,15 @@ def balance(ctx: click.Context) -> None:
 @wallet.command("send")
 @click.argument("address")
 @click.argument("amount")
-@click.option("--fee-rate", help="units per byte (default: the node's estimate)")
+@click.option(
+    "--fee-rate",
+    metavar="R",
+    help="units per 1,000 bytes, e.g. 1000 (default: the node's estimate)",
+)
 @click.option("--subtract-fee", is_flag=True, help="the recipient pays the fee out of AMOUNT")
+@click.option(
+    "--force", is_flag=True, help="pay a fee the guard refuses (far above the node's estimate)"
+)
 @with_passphrase
 @click.pass_context
 @handles_errors
@@ -293,17 +301,21 @@ def send(
     amount: str,
     fee_rate: str | None,
     subtract_fee: bool,
+    force: bool,
     passphrase_file: Path | None,
     passphrase_stdin: bool,
 ) -> None:
-    """Pay AMOUNT FC (an exact decimal, e.g. 0.25) to ADDRESS."""
+    """Pay AMOUNT FC (an exact decimal, e.g. 0.25) to ADDRESS.
+
+    A fee more than 10x what the node asks and more than 10% of AMOUNT (or 1 FC) is
+    refused unless --force is given."""
     units = parse_amount(amount)
-    rate = None if fee_rate is None else parse_fee_rate(fee_rate)
+    rate = None if fee_rate is None else parse_fee_rate_kb(fee_rate)
     w = _open(ctx)
     if w.keystore.watch_only:
         fail("a watch-only wallet cannot send: it holds no keys")
     passphrase = _read_secret(passphrase_file, passphrase_stdin, "Wallet passphrase")
-    result = w.send(address, units, passphrase, rate, subtract_fee)
+    result = w.send(address, units, passphrase, rate, subtract_fee, force)
     data = {
         "txid": result.txid,
         "amount": result.amount,
@@ -323,6 +335,7 @@ def send(
             ("fee", format_amount(result.fee)),
             ("change", format_amount(result.change)),
             ("inputs", result.inputs),
+            ("fee rate", f"{result.fee_rate} units/kB"),
             ("coin selection", result.algorithm),
         ],
     )

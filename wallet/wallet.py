@@ -10,10 +10,12 @@ gets its balance and history back by scanning. The pipeline of a payment:
 2. **Select** (``wallet.coinselect``): confirmed, mature coins not already spent in the
    mempool; branch-and-bound for a changeless payment, else a fallback with change; no
    dust outputs.
-3. **Build and sign**: a transfer with the payment and the change (to a fresh change
+3. **Guard the fee** (:func:`fee_guard`): a fee that is both far above what the node
+   asks and large against the payment is refused unless forced, before anything is signed.
+4. **Build and sign**: a transfer with the payment and the change (to a fresh change
    address), inputs and outputs in random order; every input signed with BIP340 over the
    transaction's sighash (``chain.sighash``, ``chain.producer.sign_transaction``).
-4. **Submit** (``POST /tx``): the node's mempool checks it like any other.
+5. **Submit** (``POST /tx``): the node's mempool checks it like any other.
 
 ``node`` is anything with ``get(path, **params)`` and ``post(path, body)`` returning JSON
 (``fc``'s RPC client, or a test double); errors from it propagate.
@@ -25,8 +27,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chain.amounts import COIN, format_amount
 from chain.params import ChainParams
-from chain.policy import DEFAULT_DUST_RELAY_FEE, DEFAULT_MIN_RELAY_FEE, dust_threshold
+from chain.policy import DEFAULT_DUST_RELAY_FEE, DEFAULT_MIN_RELAY_FEE, dust_threshold, fee_for
 from chain.producer import sign_transaction
 from chain.transaction import NO_SIGNATURE, OutPoint, Transaction, TxIn, TxKind, TxOut
 from wallet.address import decode_address, encode_address
@@ -40,6 +43,34 @@ TX_VERSION = 1
 # pubkey bin32] ≤ 44; the envelope ≤ 10 with 16-bit array headers. Fees are computed on
 # these, so the fee rate paid is never below the one asked for.
 SIZES = SizeModel(base=10 + 44, input=106, change_output=44, change_spend=106)
+
+# The fee guard (specs/wallet.md §4): a fee is refused, unless forced, when it is more than
+# FEE_GUARD_MULTIPLE times what the node's rate asks of the same size AND either more than
+# 1/FEE_GUARD_SHARE of the amount or more than FEE_GUARD_CAP.
+FEE_GUARD_MULTIPLE = 10
+FEE_GUARD_SHARE = 10  # 10 % of the amount
+FEE_GUARD_CAP = COIN  # 1 FC
+
+
+def fee_guard(fee: int, amount: int, size: int, node_rate: int) -> str | None:
+    """Why ``fee`` for ``size`` bytes paying ``amount`` is too high, or None when it is
+    sane. ``node_rate`` (units per 1,000 bytes) is what the node asks now: its estimate,
+    never below its floor or the minimum relay fee."""
+    usual = fee_for(node_rate, size)
+    if fee <= FEE_GUARD_MULTIPLE * usual:
+        return None
+    if fee * FEE_GUARD_SHARE <= amount and fee <= FEE_GUARD_CAP:
+        return None
+    large = (
+        f"more than {100 // FEE_GUARD_SHARE}% of the amount"
+        if fee * FEE_GUARD_SHARE > amount
+        else f"more than {format_amount(FEE_GUARD_CAP)} FC"
+    )
+    return (
+        f"fee {format_amount(fee)} FC to send {format_amount(amount)} FC is {large} and more "
+        f"than {FEE_GUARD_MULTIPLE}x the {format_amount(usual)} FC the node's rate asks "
+        f"({node_rate} units per 1,000 bytes); lower --fee-rate or pass --force to pay it"
+    )
 
 
 class NodeApi(Protocol):
@@ -89,7 +120,7 @@ class SendResult:
     fee: int
     change: int
     inputs: int
-    fee_rate: int  # asked for, units per 1,000 bytes
+    fee_rate: int  # used, units per 1,000 bytes (the unit of --fee-rate and the node)
     algorithm: str
     hex: str
 
@@ -221,8 +252,12 @@ class Wallet:
         return int(self.node.get(f"/tx/{txid}")["outputs"][vout]["amount"])
 
     # -- sending -------------------------------------------------------------------------------
-    def estimate_fee_rate(self) -> int:
-        return int(self.node.get("/fees/estimate")["fee_rate"])
+    def node_fee_rate(self) -> int:
+        """What the node asks now, units per 1,000 bytes: its estimate, never below its
+        mempool floor or the minimum relay fee."""
+        estimate = self.node.get("/fees/estimate")
+        floor = int(estimate.get("min_fee_rate", 0))
+        return max(int(estimate["fee_rate"]), floor, DEFAULT_MIN_RELAY_FEE)
 
     def send(
         self,
@@ -231,14 +266,18 @@ class Wallet:
         passphrase: str,
         fee_rate: int | None = None,
         subtract_fee: bool = False,
+        force: bool = False,
     ) -> SendResult:
-        """Pay ``amount`` units to ``address``; returns what was submitted."""
+        """Pay ``amount`` units to ``address`` at ``fee_rate`` units per 1,000 bytes (the
+        node's estimate when None); returns what was submitted. A fee :func:`fee_guard`
+        refuses raises :class:`WalletError` before anything is signed, unless ``force``."""
         recipient = decode_address(address, self.params)
         if self.keystore.watch_only:
             raise WalletError("a watch-only wallet cannot send: it holds no keys")
         secret = self.keystore.unlock(passphrase)  # before any query: a wrong one costs nothing
         signer = Account.from_seed(secret.seed, self.params)
-        rate = fee_rate if fee_rate is not None else self.estimate_fee_rate()
+        node_rate = self.node_fee_rate()
+        rate = fee_rate if fee_rate is not None else node_rate
         rate = max(rate, DEFAULT_MIN_RELAY_FEE)
         spendable = {
             c.outpoint.key(): c for c in self.coins() if c.mature and not c.spent_in_mempool
@@ -251,6 +290,12 @@ class Wallet:
             dust_limit=dust_threshold(DEFAULT_DUST_RELAY_FEE),
             subtract_fee=subtract_fee,
         )
+        size = SIZES.base + len(selection.inputs) * SIZES.input
+        if selection.change:
+            size += SIZES.change_output
+        refusal = fee_guard(selection.fee, amount, size, node_rate)
+        if refusal is not None and not force:
+            raise WalletError(refusal)
         chosen = [spendable[c.key] for c in selection.inputs]
         secrets.SystemRandom().shuffle(chosen)  # the order says nothing about selection
         paid = selection.payment

@@ -79,7 +79,7 @@ def test_create_mine_send_confirm_restore(network: Network, tmp_path: Path) -> N
     assert fc.ok("address", "--new")["address"] not in (alice_address, next_address)
     assert fc.balance() == (subsidies(range(1, 2)), 0, subsidies(range(2, 101)))
 
-    sent = fc.ok("send", bob_address, "12.5", "--fee-rate", "2", *pw)
+    sent = fc.ok("send", bob_address, "12.5", "--fee-rate", "2000", *pw)
     fee, change = sent["fee"], sent["change"]
     assert sent["amount"] == 1_250_000_000 and fee > 0
     assert change == subsidies(range(1, 2)) - 1_250_000_000 - fee
