@@ -44,7 +44,7 @@ class Penalty(Enum):
         20,
     )  # reply to a locator that connects nowhere
     RATE_EXCEEDED = ("rate-exceeded", 10)  # a message over the type's rate limit
-    BEFORE_HANDSHAKE = ("before-handshake", 10)  # a protocol stream before the handshake
+    BEFORE_HANDSHAKE = ("before-handshake", 10)  # a request stream before the handshake; adds up
     DUPLICATE_HELLO = ("duplicate-hello", 10)
 
     @property

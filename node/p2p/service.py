@@ -76,6 +76,7 @@ log = logging.getLogger("fc.p2p")
 USER_AGENT = "fcd/0.1"
 HANDSHAKE_PROTOCOL = TProtocol("/fc/handshake/1")
 MAX_BANNED = 10_000  # peers on the refusal list at most
+MAX_EARLY_STREAMS = 2  # a listener's request streams that may wait for our handshake
 FRAME_WRITE_TIMEOUT = 20.0  # seconds one yamux frame may take to reach the socket
 T = TypeVar("T")
 
@@ -213,6 +214,14 @@ class _Notifee(INotifee):
         return None
 
 
+class _Dialling:
+    """An outbound handshake in flight, and the peer's request streams waiting for it."""
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.waiting = 0
+
+
 class _Channel:
     """One request stream to a peer, with its framing state; reused request after request."""
 
@@ -234,6 +243,10 @@ class P2PService:
         self.listen_addrs: list[str] = []
         self._banned: dict[str, float] = {}  # peer id -> unix time the refusal ends
         self._idle: dict[str, list[_Channel]] = {}
+        # Scores of connected peers not yet admitted: their offences before the handshake
+        # add up like an admitted peer's (and carry over if it is admitted).
+        self._unadmitted: dict[str, int] = {}
+        self._dialling: dict[str, _Dialling] = {}  # our outbound handshakes in flight
         self._host: IHost | None = None
         self._nursery: trio.Nursery | None = None
         self.sync = HeaderSync(self)
@@ -298,6 +311,10 @@ class P2PService:
             return pid
         if len(self._peers) >= self.config.max_peers:
             raise P2PError(f"already at max_peers ({self.config.max_peers})")
+        # py-libp2p refuses for 60 s to dial a peer whose every address failed once (its
+        # "negative cache"): a peer that restarts would wait that long for our redial.
+        # When we dial is ours to decide (the reconnect backoff of _keep_connected).
+        _unblock_dial(self.host, info.peer_id)
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 await self.host.connect(info)
@@ -354,8 +371,13 @@ class P2PService:
         if peer is not None:
             peer.ban_score += penalty.score
             score = peer.ban_score
+        elif self._connected(peer_id):  # before the handshake: offences add up too
+            score = self._unadmitted.pop(peer_id, 0) + penalty.score
+            self._unadmitted[peer_id] = score
+            if len(self._unadmitted) > MAX_BANNED:  # bounded, like the refusal list
+                del self._unadmitted[next(iter(self._unadmitted))]
         else:
-            score = penalty.score  # before the handshake: judged on this offence alone
+            score = penalty.score  # no connection left: judged on this offence alone
         log.warning(
             "peer %s: %s (+%d, score %d) %s", peer_id, penalty.label, penalty.score, score, detail
         )
@@ -382,6 +404,7 @@ class P2PService:
         once (so nothing queued from it is processed any more), drop the headers and
         orphan blocks it gave us, and close its connection."""
         self._refuse(peer_id, self.config.discourage_seconds)
+        self._unadmitted.pop(peer_id, None)
         self.stats.discouragements += 1
         log.warning(
             "peer %s discouraged for %d s: %s", peer_id, self.config.discourage_seconds, label
@@ -440,6 +463,8 @@ class P2PService:
         # The connection the peer handshook on closed, or nothing is left of it.
         if (peer is not None and peer.conn is conn.muxed_conn) or not alive:
             self._forget_peer(pid.to_string())
+        if not alive:
+            self._unadmitted.pop(pid.to_string(), None)
 
     def _forget_peer(self, peer_id: str) -> None:
         peer = self._peers.pop(peer_id, None)
@@ -537,6 +562,7 @@ class P2PService:
             hello.chain_work,
         )
         peer.conn = conn
+        peer.ban_score = self._unadmitted.pop(peer_id, 0)
         self._peers[peer_id] = peer
         log.info(
             "peer %s connected (%s, %s, height %d)",
@@ -554,7 +580,35 @@ class P2PService:
         await self._disconnect(peer_id, f"handshake: {kind}")
 
     async def _handshake_outbound(self, peer_id: str) -> None:
-        """We dialled: send our hello, read theirs (or their refusal)."""
+        """We dialled: send our hello, read theirs (or their refusal). Until that ends,
+        request streams from the peer wait for it (:meth:`_await_handshake`)."""
+        dialling = self._dialling[peer_id] = _Dialling()
+        try:
+            await self._exchange_hellos(peer_id)
+        finally:
+            dialling.done.set()
+            if self._dialling.get(peer_id) is dialling:
+                del self._dialling[peer_id]
+
+    async def _await_handshake(self, peer_id: str) -> Peer | None:
+        """The peer ``peer_id``, once our handshake with it completes, if it is in flight.
+
+        The listener admits us before it sends its hello, so an honest listener may open a
+        request stream before we have read that hello. Such a stream (at most
+        ``MAX_EARLY_STREAMS`` at a time, a peer's ``request_slots``) waits for our handshake
+        to end rather than count as a request before the handshake."""
+        dialling = self._dialling.get(peer_id)
+        if dialling is None or dialling.waiting >= MAX_EARLY_STREAMS:
+            return None
+        dialling.waiting += 1
+        try:
+            with trio.move_on_after(self.config.handshake_timeout):
+                await dialling.done.wait()
+        finally:
+            dialling.waiting -= 1
+        return self._peers.get(peer_id)
+
+    async def _exchange_hellos(self, peer_id: str) -> None:
         try:
             with trio.fail_after(self.config.handshake_timeout):
                 stream = await self.host.new_stream(ID.from_base58(peer_id), [HANDSHAKE_PROTOCOL])
@@ -662,6 +716,10 @@ class P2PService:
         peer_id = stream.muxed_conn.peer_id.to_string()
         peer = self._peers.get(peer_id)
         if peer is None:
+            peer = await self._await_handshake(peer_id)
+        if peer is None:
+            # Refused unserved, and counted: enough of them get the peer discouraged
+            # long before the handshake timeout would close its connection.
             self.penalize(peer_id, Penalty.BEFORE_HANDSHAKE, "request stream")
             await _reset(stream)
             return
@@ -876,6 +934,13 @@ def _frame_penalty(exc: FrameError) -> Penalty:
     if exc.reason == "unknown-message-type":
         return Penalty.UNKNOWN_MESSAGE
     return Penalty.MALFORMED_FRAME
+
+
+def _unblock_dial(host: IHost, peer_id: ID) -> None:
+    """Lift py-libp2p's dial negative cache for ``peer_id`` (``Swarm.unblock_peer``)."""
+    unblock = getattr(host.get_network(), "unblock_peer", None)
+    if unblock is not None:
+        unblock(peer_id)
 
 
 def _one_line(exc: BaseException) -> str:
