@@ -66,6 +66,7 @@ from node.p2p import messages as m
 from node.p2p.errors import P2PError, PeerUnavailable
 from node.p2p.framing import FrameError, FrameReader, FrameWriter, StreamClosed
 from node.p2p.identity import load_or_create_identity
+from node.p2p.inbound import release_inbound_slots_on_close
 from node.p2p.limits import BAN_THRESHOLD, Penalty
 from node.p2p.peers import P2PStats, Peer, PeerInfo
 from node.p2p.relay import Relay
@@ -122,6 +123,7 @@ def make_host(key_pair: KeyPair, max_peers: int) -> IHost:
     )
     swarm = cast(Swarm, host.get_network())
     swarm.auto_connector = cast(Any, _NoAutoConnect())
+    release_inbound_slots_on_close(swarm)  # py-libp2p would hold each slot until it stops
     return host
 
 
