@@ -15,7 +15,8 @@ mature coinbase of a node's chain.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from node.p2p.service import P2PConfig, P2PService
 from tests import exactwork
 from tests.chainbuilder import PRODUCER, Spendable, key, pay, secret_for
 
-__all__ = ["PRODUCER", "Node", "Nodes", "spend_coinbase", "wait_for"]
+__all__ = ["PRODUCER", "Node", "Nodes", "network", "spend_coinbase", "wait_for"]
 
 
 async def wait_for(
@@ -136,6 +137,17 @@ class Nodes:
     async def stop_all(self) -> None:
         for node in self.all:
             await node.stop()
+
+
+@asynccontextmanager
+async def network(root: Path) -> AsyncIterator[Nodes]:
+    """A nursery of nodes under ``root``, every one stopped when the block ends."""
+    async with trio.open_nursery() as nursery:
+        nodes = Nodes(root, nursery)
+        try:
+            yield nodes
+        finally:
+            await nodes.stop_all()
 
 
 def spend_coinbase(

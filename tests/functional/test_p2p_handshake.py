@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import stat
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-import trio
-from p2pnodes import Nodes, other_network, wait_for
+from p2pnodes import network, other_network, wait_for
 
 from chain.params import REGTEST, TESTNET
 from node.p2p.errors import P2PError
@@ -22,16 +19,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "trio"
-
-
-@asynccontextmanager
-async def network(root: Path) -> AsyncIterator[Nodes]:
-    async with trio.open_nursery() as nursery:
-        nodes = Nodes(root, nursery)
-        try:
-            yield nodes
-        finally:
-            await nodes.stop_all()
 
 
 async def test_peers_of_the_same_network_handshake_both_ways(tmp_path: Path) -> None:

@@ -7,13 +7,11 @@ slot to its connection's lifetime (node/p2p/inbound.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
-from p2pnodes import Nodes, wait_for
+from p2pnodes import network, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -24,16 +22,6 @@ LIMIT = 2 * MAX_PEERS + 16  # the hub's bound on concurrent inbound connections
 @pytest.fixture
 def anyio_backend() -> str:
     return "trio"
-
-
-@asynccontextmanager
-async def network(root: Path) -> AsyncIterator[Nodes]:
-    async with trio.open_nursery() as nursery:
-        nodes = Nodes(root, nursery)
-        try:
-            yield nodes
-        finally:
-            await nodes.stop_all()
 
 
 async def test_inbound_churn_does_not_exhaust_the_inbound_slots(tmp_path: Path) -> None:

@@ -3,13 +3,11 @@ peers at once, and resumes after being stopped half-way."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 import trio
-from p2pnodes import Nodes, wait_for
+from p2pnodes import network, wait_for
 
 pytestmark = pytest.mark.anyio
 # Hundreds of blocks, each with its draw re-executed where it connects (~8 ms on an idle
@@ -20,16 +18,6 @@ SYNC_TIMEOUT = 120.0
 @pytest.fixture
 def anyio_backend() -> str:
     return "trio"
-
-
-@asynccontextmanager
-async def network(root: Path) -> AsyncIterator[Nodes]:
-    async with trio.open_nursery() as nursery:
-        nodes = Nodes(root, nursery)
-        try:
-            yield nodes
-        finally:
-            await nodes.stop_all()
 
 
 async def test_a_fresh_node_syncs_500_blocks(tmp_path: Path) -> None:
