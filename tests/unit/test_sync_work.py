@@ -314,13 +314,16 @@ def test_a_peer_that_only_claims_more_work_gets_no_block_fetched(tmp_path: Path)
     run(main)
 
 
-def test_unverified_headers_of_a_peer_are_bounded(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Shrink the bound so that a short chain exceeds it: 4 pending + one reply of 3.
+@pytest.fixture
+def small_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookahead of 4 headers, 3 a reply, at most 7 unverified: short chains reach them."""
     monkeypatch.setattr(sync, "LOOKAHEAD", 4)
     monkeypatch.setattr(m, "MAX_HEADERS", 3)
     monkeypatch.setattr(sync, "MAX_UNVERIFIED_HEADERS", 7)
+
+
+def test_unverified_headers_of_a_peer_are_bounded(tmp_path: Path, small_bounds: None) -> None:
+    # The bound is exceeded by a short chain: 4 pending + one reply of 3.
 
     async def main() -> None:
         chain = await build_chain(tmp_path / "source", 20)
@@ -404,13 +407,10 @@ def test_download_and_headers_go_on_while_blocks_are_re_executed_off_the_loop(
 
 # -- sync: assume-valid --------------------------------------------------------------------------
 def test_sync_finds_a_deep_assume_valid_block_before_fetching_any_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, small_bounds: None
 ) -> None:
-    # A lookahead of 4 headers, 3 a reply: the round alone would see block 10 only after
-    # submitting (and re-executing) the blocks far below it.
-    monkeypatch.setattr(sync, "LOOKAHEAD", 4)
-    monkeypatch.setattr(m, "MAX_HEADERS", 3)
-    monkeypatch.setattr(sync, "MAX_UNVERIFIED_HEADERS", 7)
+    # With small bounds the round alone would see block 10 only after submitting (and
+    # re-executing) the blocks far below it.
 
     async def main() -> None:
         chain = await build_chain(tmp_path / "source", 12)
