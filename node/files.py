@@ -4,6 +4,7 @@ the new one, never half of one (the ready file ``fcd.json``, the p2p and miner k
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -24,6 +25,18 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(temporary, path)
     _fsync_directory(path.parent)
+
+
+def read_or_create_secret(path: Path, size: int) -> bytes:
+    """The bytes kept at ``path``, or ``size`` random bytes written there (mode 0600) if
+    the file does not exist. Raises ``OSError`` when it cannot be read; the caller checks
+    what it read and words the message for its key."""
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = secrets.token_bytes(size)
+        write_private(path, secret)
+    return secret
 
 
 def write_private(path: Path, data: bytes) -> None:

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -67,7 +66,7 @@ from chain.schnorr import pubkey_of
 from chain.template import block_contents
 from chain.transaction import Transaction
 from node.core import NodeCore, NodeEvent
-from node.files import write_private
+from node.files import read_or_create_secret
 
 log = logging.getLogger("fcd.mining")
 
@@ -87,10 +86,7 @@ class MinerKeyError(Exception):
 def load_or_create_miner_key(path: Path) -> bytes:
     """The 32-byte secret kept at ``path``, made (mode 0600) if the file does not exist."""
     try:
-        secret = path.read_bytes()
-    except FileNotFoundError:
-        secret = secrets.token_bytes(MINER_KEY_SIZE)
-        write_private(path, secret)
+        secret = read_or_create_secret(path, MINER_KEY_SIZE)
     except OSError as exc:
         raise MinerKeyError(f"cannot read miner key {path}: {exc.strerror}") from None
     if len(secret) != MINER_KEY_SIZE:

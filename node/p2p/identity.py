@@ -9,13 +9,12 @@ leaves either no key or a whole one, never half of one.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
 
-from node.files import write_private
+from node.files import read_or_create_secret
 
 SEED_SIZE = 32
 
@@ -27,10 +26,7 @@ class IdentityError(Exception):
 def load_or_create_identity(path: Path) -> KeyPair:
     """The key pair stored at ``path``, made (mode 0600) if the file does not exist."""
     try:
-        seed = path.read_bytes()
-    except FileNotFoundError:
-        seed = secrets.token_bytes(SEED_SIZE)
-        write_private(path, seed)
+        seed = read_or_create_secret(path, SEED_SIZE)
     except OSError as exc:
         raise IdentityError(f"cannot read p2p key {path}: {exc.strerror}") from None
     if len(seed) != SEED_SIZE:
